@@ -1,0 +1,294 @@
+// Package mailstore owns all mail state of all accounts: mailboxes, UIDs,
+// UIDVALIDITY, flags, keywords, MODSEQ and the expunge log, kept in the
+// metadata database (SQLite now), with message bodies in a blob.Store.
+//
+// Invariants (RFC 3501 §2.3.1.1, RFC 7162 §3):
+//   - A UID, once assigned in a mailbox under a UIDVALIDITY, always names
+//     the same message; UIDs in a mailbox are strictly increasing in
+//     arrival order; UIDNEXT never goes down.
+//   - Every change to a mailbox (new message, flag change, expunge) takes
+//     a new MODSEQ from the mailbox's counter, strictly increasing;
+//     HIGHESTMODSEQ is the largest MODSEQ given out.
+//   - Expunged UIDs are kept with the MODSEQ of their expunge, so that a
+//     client can ask what changed since a MODSEQ (QRESYNC VANISHED).
+//
+// Commit order (DESIGN §2): blob Put (durable) → index transaction →
+// notify watchers. A crash can leave an orphan blob, never an index row
+// without its blob.
+//
+// Mailbox names are UTF-8 with "/" as the hierarchy separator; "INBOX" is
+// case-insensitive and stored as "INBOX".
+//
+// The Store is safe for concurrent use by many sessions.
+package mailstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/mime"
+)
+
+// Errors. Wrapped with a "mailstore: op name:" prefix; test with errors.Is.
+var (
+	ErrNoMailbox      = errors.New("mailstore: no such mailbox")        // IMAP NO [NONEXISTENT]
+	ErrMailboxExists  = errors.New("mailstore: mailbox already exists") // IMAP NO [ALREADYEXISTS]
+	ErrHasChildren    = errors.New("mailstore: mailbox has children")   // RFC 3501 §6.3.4: DELETE of a \Noselect parent
+	ErrInboxDelete    = errors.New("mailstore: INBOX cannot be deleted")
+	ErrBadName        = errors.New("mailstore: invalid mailbox name") // empty segment, control chars, too long
+	ErrNoAccount      = errors.New("mailstore: no such account")
+	ErrUIDValidity    = errors.New("mailstore: UIDVALIDITY changed") // the selected mailbox was deleted/recreated
+	ErrTooLarge       = errors.New("mailstore: message too large")
+	ErrOverQuota      = errors.New("mailstore: over quota") // IMAP NO [OVERQUOTA], LMTP 552
+	ErrMissingObject  = errors.New("mailstore: message object missing from the blob store")
+	// Temporary failures of the blob store wrap blob.ErrUnavailable.
+)
+
+// System flags (RFC 3501 §2.3.2), in canonical case. Keywords are stored
+// as the client first wrote them; flag comparison is case-insensitive.
+const (
+	FlagSeen     = `\Seen`
+	FlagAnswered = `\Answered`
+	FlagFlagged  = `\Flagged`
+	FlagDeleted  = `\Deleted`
+	FlagDraft    = `\Draft`
+	FlagRecent   = `\Recent` // never stored; sessions compute it
+)
+
+// Special-use attributes (RFC 6154) of the default mailboxes.
+const (
+	UseDrafts  = `\Drafts`
+	UseSent    = `\Sent`
+	UseTrash   = `\Trash`
+	UseJunk    = `\Junk`
+	UseArchive = `\Archive`
+)
+
+// DefaultMailboxes are created with every new account.
+var DefaultMailboxes = []struct{ Name, SpecialUse string }{
+	{"INBOX", ""}, {"Drafts", UseDrafts}, {"Sent", UseSent},
+	{"Trash", UseTrash}, {"Junk", UseJunk}, {"Archive", UseArchive},
+}
+
+// Mailbox is a mailbox's state at the time it was read.
+type Mailbox struct {
+	ID            int64
+	GUID          string // 32 hex chars, random, never reused (OBJECTID MAILBOXID)
+	Name          string
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+	SpecialUse    string // "" or one of the Use* constants
+	Subscribed    bool
+
+	// Counts, filled by Mailbox, Mailboxes and Status.
+	Messages uint32
+	Unseen   uint32 // messages without \Seen
+	Deleted  uint32 // messages with \Deleted
+	Size     int64  // sum of RFC822.SIZE
+}
+
+// MessageState is the mutable state of one message.
+type MessageState struct {
+	UID    uint32
+	ModSeq uint64
+	Flags  []string // system flags and keywords, sorted, no \Recent
+}
+
+// Message is what the index knows of a message, enough to answer FETCH
+// without the blob except for body sections.
+type Message struct {
+	MessageState
+	InternalDate  time.Time
+	Size          int64  // RFC822.SIZE: octets of the stored message
+	BlobKey       string // blob.Store key
+	Envelope      string // IMAP ENVELOPE, encoded
+	BodyStructure string // IMAP BODYSTRUCTURE (extended), encoded
+	Body          string // IMAP BODY (non-extended), encoded
+	Structure     *mime.Part // decoded part tree (offsets), no headers
+	Header        []byte     // top-level header bytes
+	SavedAt       time.Time  // SAVEDATE (RFC 8514)
+}
+
+// Account opens the mail state of an account, creating it with
+// DefaultMailboxes on first use. account is the canonical account name
+// from the userdb (lower-case address).
+func (s *Store) Account(ctx context.Context, account string) (*Account, error) {
+	return nil, errors.New("mailstore: not implemented")
+}
+
+// DeleteAccount removes an account's mailboxes, messages and blobs.
+func (s *Store) DeleteAccount(ctx context.Context, account string) error {
+	return errors.New("mailstore: not implemented")
+}
+
+// Account is one account's handle. Cheap; many sessions may hold one.
+type Account struct {
+	s    *Store
+	id   int64
+	name string
+}
+
+// Name returns the account name.
+func (a *Account) Name() string { return a.name }
+
+// Mailboxes returns every mailbox of the account, sorted by name, with counts.
+func (a *Account) Mailboxes(ctx context.Context) ([]Mailbox, error) { return nil, nil }
+
+// Mailbox returns one mailbox by name, with counts. ErrNoMailbox if none.
+func (a *Account) Mailbox(ctx context.Context, name string) (Mailbox, error) {
+	return Mailbox{}, ErrNoMailbox
+}
+
+// CreateMailbox creates a mailbox (and, as RFC 3501 §6.3.3 allows, any
+// missing parents). A trailing "/" is ignored. ErrMailboxExists if it exists.
+func (a *Account) CreateMailbox(ctx context.Context, name, specialUse string) (Mailbox, error) {
+	return Mailbox{}, nil
+}
+
+// DeleteMailbox deletes a mailbox and expunges its messages. Children are
+// kept (they become children of a non-existent, \NonExistent parent).
+// ErrInboxDelete for INBOX.
+func (a *Account) DeleteMailbox(ctx context.Context, name string) error { return nil }
+
+// RenameMailbox renames a mailbox and its children (RFC 3501 §6.3.5).
+// Renaming INBOX moves all its messages to a new mailbox named newName and
+// leaves INBOX empty. ErrMailboxExists if newName exists.
+func (a *Account) RenameMailbox(ctx context.Context, oldName, newName string) error { return nil }
+
+// SetSubscribed sets a mailbox name's subscription. Names need not exist
+// (RFC 3501 §6.3.6).
+func (a *Account) SetSubscribed(ctx context.Context, name string, on bool) error { return nil }
+
+// Subscriptions returns subscribed names, sorted.
+func (a *Account) Subscriptions(ctx context.Context) ([]string, error) { return nil, nil }
+
+// States returns the state of every message in the mailbox, by ascending UID.
+func (a *Account) States(ctx context.Context, mailboxID int64) ([]MessageState, error) {
+	return nil, nil
+}
+
+// Messages calls fn for each message of the mailbox whose UID is in uids
+// (ascending), skipping UIDs that no longer exist. The *Message is valid
+// only during the call.
+func (a *Account) Messages(ctx context.Context, mailboxID int64, uids []uint32, fn func(*Message) error) error {
+	return nil
+}
+
+// OpenBody opens bytes [offset, offset+length) of a message (length < 0:
+// to the end), from the read cache or the blob store (a ranged read).
+// ErrMissingObject if the blob is gone.
+func (a *Account) OpenBody(ctx context.Context, m *Message, offset, length int64) (io.ReadCloser, error) {
+	return nil, nil
+}
+
+// Incoming is a message spooled to local disk and parsed, ready to be
+// stored in one or more mailboxes (one blob per Append call). Close
+// removes the spool file.
+type Incoming struct {
+	Parsed *mime.Message
+	Size   int64
+	SHA256 [32]byte
+	// spool file fields are private to the package.
+	path string
+}
+
+// Close removes the spool file.
+func (in *Incoming) Close() error { return nil }
+
+// Spool streams r to a temporary file under the store's spool dir,
+// computing SHA-256 and parsing the MIME structure, and returns it ready
+// for Append. With crlf, lines ending in a bare LF are stored with CRLF
+// (LMTP, import); without, bytes are kept exactly (IMAP APPEND). maxSize
+// > 0 bounds the stored size (ErrTooLarge, after draining r).
+func (s *Store) Spool(ctx context.Context, r io.Reader, crlf bool, maxSize int64) (*Incoming, error) {
+	return nil, nil
+}
+
+// AppendResult says where an appended message went (UIDPLUS APPENDUID).
+type AppendResult struct {
+	MailboxID   int64
+	UIDValidity uint32
+	UID         uint32
+	ModSeq      uint64
+}
+
+// Append stores in as a new message in the named mailbox: blob Put, then
+// the index row, then watchers are notified. internalDate zero means now.
+// Errors: ErrNoMailbox, blob.ErrUnavailable (temporary; nothing was
+// committed), ErrOverQuota.
+func (a *Account) Append(ctx context.Context, mailbox string, in *Incoming, flags []string, internalDate time.Time) (AppendResult, error) {
+	return AppendResult{}, nil
+}
+
+// StoreFlags changes flags of the messages with the given UIDs (RFC 3501
+// §6.4.6; RFC 7162 §3.1.3 when unchangedSince > 0: messages whose MODSEQ
+// is above it are not changed and are returned in failed). changed holds
+// the new state of each message whose flags actually changed (each got a
+// new MODSEQ).
+func (a *Account) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op StoreOp, flags []string, unchangedSince uint64) (changed []MessageState, failed []uint32, err error) {
+	return nil, nil, nil
+}
+
+// StoreOp is a flag operation.
+type StoreOp int
+
+// Flag operations.
+const (
+	Replace StoreOp = iota
+	Add
+	Remove
+)
+
+// Expunge removes the messages with the given UIDs that have \Deleted
+// (uids nil: all with \Deleted). Returns the UIDs removed, ascending.
+func (a *Account) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	return nil, nil
+}
+
+// CopyResult maps source UIDs to destination UIDs (UIDPLUS COPYUID).
+type CopyResult struct {
+	UIDValidity uint32 // of the destination
+	SrcUIDs     []uint32
+	DstUIDs     []uint32
+}
+
+// Copy copies messages to another mailbox of the account, sharing their
+// blobs (no new object is written). Flags are copied.
+func (a *Account) Copy(ctx context.Context, mailboxID int64, uids []uint32, dest string) (CopyResult, error) {
+	return CopyResult{}, nil
+}
+
+// Move moves messages atomically (RFC 6851): they appear in dest and are
+// expunged from the source in one transaction.
+func (a *Account) Move(ctx context.Context, mailboxID int64, uids []uint32, dest string) (CopyResult, error) {
+	return CopyResult{}, nil
+}
+
+// Changes lists what happened in a mailbox after sinceModSeq: messages
+// added or whose flags changed (Updated, ascending UID, with their current
+// state) and UIDs expunged (Expunged, ascending). HighestModSeq is the
+// mailbox's value at the time of the read. ErrUIDValidity if the mailbox
+// (by ID) no longer exists or its UIDVALIDITY is not uidValidity.
+type Changes struct {
+	HighestModSeq uint64
+	UIDNext       uint32
+	Updated       []MessageState
+	Expunged      []uint32
+}
+
+// Changes returns the changes since sinceModSeq.
+func (a *Account) Changes(ctx context.Context, mailboxID int64, uidValidity uint32, sinceModSeq uint64) (Changes, error) {
+	return Changes{}, nil
+}
+
+// Watch returns a channel that receives a value (coalesced, never
+// blocking the writer) whenever anything in the account changes: a
+// message added, flags changed, an expunge, a mailbox created, renamed or
+// deleted. The session then calls Changes. stop releases it.
+func (a *Account) Watch() (c <-chan struct{}, stop func()) {
+	ch := make(chan struct{})
+	return ch, func() {}
+}
