@@ -1,0 +1,348 @@
+// Package config holds bucketmail's settings as plain typed data: read from
+// an optional TOML file, overridden by command-line flags, filled with the
+// documented defaults and checked by Validate.
+//
+// The zero value of every field means "the default" (see Defaults), so a
+// file only names what it changes and a program can build a Config by hand.
+// Two strings have an explicit "off" spelling because their zero value is a
+// default rather than "off": lmtp.recipient_delimiter = "none" disables
+// recipient-delimiter handling; imap.tls_listen is off when empty.
+//
+// Example file (every key optional):
+//
+//	data_dir = "/var/lib/bucketmail"
+//	hostname = "mail.example.org"
+//
+//	[imap]
+//	listen     = "127.0.0.1:1143"
+//	tls_listen = "0.0.0.0:993"    # implicit TLS; needs [tls]
+//
+//	[lmtp]
+//	listen              = "/run/bucketmail/lmtp"   # a path: unix socket
+//	max_message_size    = 52428800                 # bytes
+//	recipient_delimiter = "+"
+//
+//	[tls]
+//	cert_file = "/etc/bucketmail/cert.pem"
+//	key_file  = "/etc/bucketmail/key.pem"
+//
+//	[auth]
+//	allow_insecure = false   # plaintext LOGIN off loopback without TLS
+//
+//	[log]
+//	level  = "info"   # debug, info, warn, error
+//	format = "text"   # text, json
+//
+// No setting is a secret today (the TLS key is named by path, never
+// inlined); LogValue prints every field.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Errors. Test with errors.Is.
+var (
+	// ErrInvalid wraps every problem Validate finds.
+	ErrInvalid = errors.New("config: invalid")
+	// ErrFile: the config file could not be read or parsed.
+	ErrFile = errors.New("config: bad file")
+)
+
+// Default values.
+const (
+	DefaultDataDir            = "./bucketmail-data"
+	DefaultIMAPListen         = "127.0.0.1:1143"
+	DefaultLMTPListen         = "127.0.0.1:2424"
+	DefaultMaxMessageSize     = 50 << 20 // bytes (50 MiB)
+	DefaultRecipientDelimiter = "+"
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+	// DelimiterNone as lmtp.recipient_delimiter turns delimiter handling off.
+	DelimiterNone = "none"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// DataDir holds the SQLite index (index.db), blobs/ and spool/.
+	DataDir string `toml:"data_dir"`
+	// Hostname names this server in greetings and Received header fields.
+	// Default: os.Hostname(), or "localhost" if that fails.
+	Hostname string `toml:"hostname"`
+
+	IMAP IMAP `toml:"imap"`
+	LMTP LMTP `toml:"lmtp"`
+	TLS  TLS  `toml:"tls"`
+	Auth Auth `toml:"auth"`
+	Log  Log  `toml:"log"`
+}
+
+// IMAP configures the IMAP listeners.
+type IMAP struct {
+	// Listen is host:port for plain IMAP (STARTTLS offered when [tls] is
+	// set). Default 127.0.0.1:1143.
+	Listen string `toml:"listen"`
+	// TLSListen is host:port for implicit TLS (port 993 style). Off when
+	// empty; needs [tls].
+	TLSListen string `toml:"tls_listen"`
+}
+
+// LMTP configures mail delivery.
+type LMTP struct {
+	// Listen is host:port (TCP) or a path (a unix socket: any value with a
+	// "/" in it). Default 127.0.0.1:2424.
+	Listen string `toml:"listen"`
+	// MaxMessageSize bounds a delivered message in bytes, as received
+	// (before Return-Path and Delivered-To are added). Default 50 MiB.
+	MaxMessageSize int64 `toml:"max_message_size"`
+	// RecipientDelimiter separates a detail from the local part
+	// ("user+tag@example.org" is delivered to user@example.org). Default
+	// "+"; "none" turns it off.
+	RecipientDelimiter string `toml:"recipient_delimiter"`
+}
+
+// TLS names the certificate and key, PEM files. Both or neither.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Auth configures authentication policy.
+type Auth struct {
+	// AllowInsecure allows LOGIN/AUTHENTICATE PLAIN without TLS from
+	// non-loopback addresses. Loopback clients may always authenticate.
+	AllowInsecure bool `toml:"allow_insecure"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error; default info
+	Format string `toml:"format"` // text, json; default text
+}
+
+// Defaults returns the documented defaults, with Hostname from os.Hostname.
+func Defaults() Config {
+	c := Config{}
+	c.ApplyDefaults()
+	return c
+}
+
+// ApplyDefaults replaces every zero-valued field with its default.
+func (c *Config) ApplyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		c.Hostname = h
+	}
+	if c.IMAP.Listen == "" {
+		c.IMAP.Listen = DefaultIMAPListen
+	}
+	if c.LMTP.Listen == "" {
+		c.LMTP.Listen = DefaultLMTPListen
+	}
+	if c.LMTP.MaxMessageSize == 0 {
+		c.LMTP.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.LMTP.RecipientDelimiter == "" {
+		c.LMTP.RecipientDelimiter = DefaultRecipientDelimiter
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	}
+}
+
+// Delimiter returns the recipient delimiter to use: "" when it is off.
+func (l LMTP) Delimiter() string {
+	if l.RecipientDelimiter == DelimiterNone {
+		return ""
+	}
+	return l.RecipientDelimiter
+}
+
+// TLSEnabled reports whether a certificate and key are configured.
+func (c *Config) TLSEnabled() bool { return c.TLS.CertFile != "" || c.TLS.KeyFile != "" }
+
+// IsUnixSocket reports whether a listen address names a unix socket (it
+// contains a "/").
+func IsUnixSocket(addr string) bool { return strings.Contains(addr, "/") }
+
+// Validate reports every problem at once, joined with errors.Join; each
+// wraps ErrInvalid. Call it after ApplyDefaults. It does no I/O: whether
+// the TLS files can be read is found out when they are loaded.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "empty")
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n<>[]@") {
+		bad("hostname", "%q is not a host name", c.Hostname)
+	}
+	checkTCP := func(key, addr string) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			bad(key, "%q: want host:port", addr)
+			return
+		}
+		_ = host
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 0 || n > 65535 {
+			bad(key, "%q: port %q is not a number in 0..65535", addr, port)
+		}
+	}
+	checkTCP("imap.listen", c.IMAP.Listen)
+	if c.IMAP.TLSListen != "" {
+		checkTCP("imap.tls_listen", c.IMAP.TLSListen)
+		if !c.TLSEnabled() {
+			bad("imap.tls_listen", "set, but tls.cert_file and tls.key_file are not")
+		}
+	}
+	if !IsUnixSocket(c.LMTP.Listen) {
+		checkTCP("lmtp.listen", c.LMTP.Listen)
+	}
+	if c.LMTP.MaxMessageSize <= 0 {
+		bad("lmtp.max_message_size", "%d: must be a positive number of bytes", c.LMTP.MaxMessageSize)
+	}
+	if d := c.LMTP.RecipientDelimiter; d != DelimiterNone && (d == "" || strings.ContainsAny(d, "@ \t\r\n<>\"")) {
+		bad("lmtp.recipient_delimiter", "%q: want one or more characters other than @, space, <, >, \" (or \"none\")", d)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file must be set together")
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// SlogLevel returns the slog level named by Log.Level.
+func (c *Config) SlogLevel() (slog.Level, error) {
+	switch strings.ToLower(c.Log.Level) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%w: log.level %q", ErrInvalid, c.Log.Level)
+}
+
+// LogValue implements slog.LogValuer: the effective settings, for the
+// start-up log line. No field is secret (see the package doc); a future
+// secret field must be left out here.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("data_dir", c.DataDir),
+		slog.String("hostname", c.Hostname),
+		slog.String("imap.listen", c.IMAP.Listen),
+		slog.String("imap.tls_listen", c.IMAP.TLSListen),
+		slog.String("lmtp.listen", c.LMTP.Listen),
+		slog.Int64("lmtp.max_message_size", c.LMTP.MaxMessageSize),
+		slog.String("lmtp.recipient_delimiter", c.LMTP.RecipientDelimiter),
+		slog.String("tls.cert_file", c.TLS.CertFile),
+		slog.String("tls.key_file", c.TLS.KeyFile),
+		slog.Bool("auth.allow_insecure", c.Auth.AllowInsecure),
+		slog.String("log.level", c.Log.Level),
+		slog.String("log.format", c.Log.Format),
+	)
+}
+
+// LoadFile reads a TOML file into a Config, without defaults. Unknown keys
+// are errors (a misspelt key must not be silently ignored). Errors wrap
+// ErrFile.
+func LoadFile(path string) (Config, error) {
+	var c Config
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %s: %w", ErrFile, path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return Config{}, fmt.Errorf("%w: %s: unknown keys: %s", ErrFile, path, strings.Join(keys, ", "))
+	}
+	return c, nil
+}
+
+// Flags are the command-line settings that override the file.
+type Flags struct {
+	ConfigPath  string
+	DataDir     string
+	IMAPListen  string
+	IMAPSListen string
+	LMTPListen  string
+	fs          *flag.FlagSet
+}
+
+// RegisterFlags adds --config and, when serverFlags, the listener flags to
+// fs (--data-dir is always added: every subcommand needs the data). Read
+// the result with Load after fs.Parse.
+func RegisterFlags(fs *flag.FlagSet, serverFlags bool) *Flags {
+	f := &Flags{fs: fs}
+	fs.StringVar(&f.ConfigPath, "config", "", "TOML config `file` (optional)")
+	fs.StringVar(&f.DataDir, "data-dir", "", "data `directory` (default "+DefaultDataDir+")")
+	if serverFlags {
+		fs.StringVar(&f.IMAPListen, "imap-listen", "", "IMAP `host:port` (default "+DefaultIMAPListen+")")
+		fs.StringVar(&f.IMAPSListen, "imaps-listen", "", "implicit-TLS IMAP `host:port` (default off; needs tls in the config)")
+		fs.StringVar(&f.LMTPListen, "lmtp-listen", "", "LMTP `host:port` or unix socket path (default "+DefaultLMTPListen+")")
+	}
+	return f
+}
+
+// Load builds the effective Config: the file named by --config (if any),
+// then every flag that was given on the command line, then defaults, then
+// Validate. A flag given as an empty string still overrides (so
+// --imaps-listen= turns off a tls_listen from the file).
+func (f *Flags) Load() (Config, error) {
+	var c Config
+	if f.ConfigPath != "" {
+		var err error
+		if c, err = LoadFile(f.ConfigPath); err != nil {
+			return Config{}, err
+		}
+	}
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "data-dir":
+			c.DataDir = f.DataDir
+		case "imap-listen":
+			c.IMAP.Listen = f.IMAPListen
+		case "imaps-listen":
+			c.IMAP.TLSListen = f.IMAPSListen
+		case "lmtp-listen":
+			c.LMTP.Listen = f.LMTPListen
+		}
+	})
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}

@@ -1,0 +1,207 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaults(t *testing.T) {
+	c := Defaults()
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	want := Config{
+		DataDir:  "./bucketmail-data",
+		Hostname: host,
+		IMAP:     IMAP{Listen: "127.0.0.1:1143"},
+		LMTP:     LMTP{Listen: "127.0.0.1:2424", MaxMessageSize: 50 * 1024 * 1024, RecipientDelimiter: "+"},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+	if c != want {
+		t.Fatalf("Defaults() = %+v\nwant %+v", c, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate(Defaults()) = %v", err)
+	}
+	if c.TLSEnabled() {
+		t.Errorf("TLSEnabled() = true with no cert")
+	}
+	if got := c.LMTP.Delimiter(); got != "+" {
+		t.Errorf("Delimiter() = %q, want +", got)
+	}
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bucketmail.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFileAndFlagOverride(t *testing.T) {
+	path := writeFile(t, `
+data_dir = "/srv/mail"
+hostname = "mx.example.org"
+
+[imap]
+listen = "0.0.0.0:143"
+tls_listen = "0.0.0.0:993"
+
+[lmtp]
+listen = "127.0.0.1:24"
+max_message_size = 1000
+recipient_delimiter = "none"
+
+[tls]
+cert_file = "/etc/c.pem"
+key_file = "/etc/k.pem"
+
+[auth]
+allow_insecure = true
+
+[log]
+level = "debug"
+format = "json"
+`)
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f := RegisterFlags(fs, true)
+	if err := fs.Parse([]string{"--config", path, "--lmtp-listen", "/run/bm/lmtp", "--imap-listen=127.0.0.1:1143"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Load()
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Config{
+		DataDir:  "/srv/mail",
+		Hostname: "mx.example.org",
+		IMAP:     IMAP{Listen: "127.0.0.1:1143", TLSListen: "0.0.0.0:993"},
+		LMTP:     LMTP{Listen: "/run/bm/lmtp", MaxMessageSize: 1000, RecipientDelimiter: "none"},
+		TLS:      TLS{CertFile: "/etc/c.pem", KeyFile: "/etc/k.pem"},
+		Auth:     Auth{AllowInsecure: true},
+		Log:      Log{Level: "debug", Format: "json"},
+	}
+	if c != want {
+		t.Fatalf("Load() = %+v\nwant %+v", c, want)
+	}
+	if !IsUnixSocket(c.LMTP.Listen) || IsUnixSocket(c.IMAP.Listen) {
+		t.Errorf("IsUnixSocket wrong for %q / %q", c.LMTP.Listen, c.IMAP.Listen)
+	}
+	if got := c.LMTP.Delimiter(); got != "" {
+		t.Errorf("Delimiter() = %q, want empty (none)", got)
+	}
+
+	// An empty flag turns off the file's implicit-TLS listener; an
+	// unset flag leaves the file's value.
+	fs = flag.NewFlagSet("serve", flag.ContinueOnError)
+	f = RegisterFlags(fs, true)
+	if err := fs.Parse([]string{"--config=" + path, "--imaps-listen=", "--data-dir", "/tmp/x"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err = f.Load()
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.IMAP.TLSListen != "" || c.DataDir != "/tmp/x" || c.IMAP.Listen != "0.0.0.0:143" {
+		t.Errorf("got tls_listen %q data_dir %q imap.listen %q, want \"\", /tmp/x, 0.0.0.0:143",
+			c.IMAP.TLSListen, c.DataDir, c.IMAP.Listen)
+	}
+}
+
+func TestPartialFileKeepsDefaults(t *testing.T) {
+	path := writeFile(t, "[lmtp]\nmax_message_size = 4096\n")
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f := RegisterFlags(fs, true)
+	if err := fs.Parse([]string{"--config", path}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults()
+	want.LMTP.MaxMessageSize = 4096
+	if c != want {
+		t.Fatalf("got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestUnknownKey(t *testing.T) {
+	path := writeFile(t, "[imap]\nlisten = \"127.0.0.1:1\"\nlsiten = \"x\"\n")
+	_, err := LoadFile(path)
+	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "imap.lsiten") {
+		t.Fatalf("LoadFile = %v, want ErrFile naming imap.lsiten", err)
+	}
+}
+
+func TestBadTOML(t *testing.T) {
+	path := writeFile(t, "data_dir = \n")
+	if _, err := LoadFile(path); !errors.Is(err, ErrFile) {
+		t.Fatalf("LoadFile = %v, want ErrFile", err)
+	}
+	if _, err := LoadFile(filepath.Join(t.TempDir(), "missing.toml")); !errors.Is(err, ErrFile) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("LoadFile(missing) = %v, want ErrFile and ErrNotExist", err)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Config{
+		Hostname: "bad host",
+		IMAP:     IMAP{Listen: "nocolon", TLSListen: "127.0.0.1:99999"},
+		LMTP:     LMTP{Listen: "127.0.0.1:x", MaxMessageSize: -1, RecipientDelimiter: "@"},
+		TLS:      TLS{KeyFile: "/k.pem"},
+		Log:      Log{Level: "loud", Format: "xml"},
+	}
+	c.ApplyDefaults()
+	err := c.Validate()
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Validate = %v, want ErrInvalid", err)
+	}
+	wantKeys := []string{
+		"hostname:", "imap.listen:", "imap.tls_listen: \"127.0.0.1:99999\": port", "lmtp.listen:",
+		"lmtp.max_message_size:", "lmtp.recipient_delimiter:", "tls: cert_file and key_file",
+		"log.level:", "log.format:",
+	}
+	msg := err.Error()
+	for _, k := range wantKeys {
+		if !strings.Contains(msg, k) {
+			t.Errorf("Validate error lacks %q:\n%s", k, msg)
+		}
+	}
+	if n := len(strings.Split(msg, "\n")); n != len(wantKeys) {
+		t.Errorf("Validate reported %d problems, want %d:\n%s", n, len(wantKeys), msg)
+	}
+}
+
+func TestValidateTLSListenNeedsCert(t *testing.T) {
+	c := Config{IMAP: IMAP{TLSListen: "127.0.0.1:1993"}}
+	c.ApplyDefaults()
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "imap.tls_listen: set, but tls.cert_file") {
+		t.Fatalf("Validate = %v, want tls_listen-needs-cert error", err)
+	}
+	c.TLS = TLS{CertFile: "c", KeyFile: "k"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate with cert = %v", err)
+	}
+}
+
+func TestSlogLevel(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+	}{{"debug", "DEBUG"}, {"INFO", "INFO"}, {"warn", "WARN"}, {"warning", "WARN"}, {"error", "ERROR"}} {
+		c := Config{Log: Log{Level: tc.in}}
+		l, err := c.SlogLevel()
+		if err != nil || l.String() != tc.want {
+			t.Errorf("SlogLevel(%q) = %v, %v; want %s", tc.in, l, err, tc.want)
+		}
+	}
+}
