@@ -5,9 +5,9 @@
 // blob/fs (local filesystem, the embedded default) and, later, blob/s3.
 // blob/blobtest holds the conformance suite every implementation must pass.
 //
-// Keys are slash-separated ASCII paths: each segment is 1..255 bytes of
-// [A-Za-z0-9._=+-], no segment is "." or "..", no leading or trailing
-// slash, at most 1024 bytes in all. ValidateKey enforces this; every
+// Keys are slash-separated ASCII paths: each segment is 1..MaxSegment
+// bytes of [A-Za-z0-9._=+-], no segment is "." or "..", no leading or
+// trailing slash, at most MaxKeyBytes bytes in all. ValidateKey enforces this; every
 // implementation must reject other keys with ErrInvalidKey before touching
 // storage, so that no key can escape the store's root.
 //
@@ -43,6 +43,13 @@ var (
 	// operation may succeed if tried again later; delivery turns it into a
 	// temporary failure (LMTP 451, IMAP NO [UNAVAILABLE]).
 	ErrUnavailable = errors.New("blob: store unavailable")
+)
+
+// Key limits. A segment is one byte shorter than the usual file-name limit
+// (255) because blob/fs appends a marker byte to object file names.
+const (
+	MaxKeyBytes = 1024
+	MaxSegment  = 254
 )
 
 // MaxMetadataBytes is the most user metadata one object may carry, counting
@@ -90,14 +97,14 @@ type Store interface {
 // ValidateKey reports whether key follows the key rules in the package
 // doc. The error wraps ErrInvalidKey.
 func ValidateKey(key string) error {
-	if key == "" || len(key) > 1024 {
+	if key == "" || len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: %q: length %d", ErrInvalidKey, key, len(key))
 	}
 	seg := 0
 	for i := 0; i <= len(key); i++ {
 		if i == len(key) || key[i] == '/' {
 			s := key[seg:i]
-			if s == "" || s == "." || s == ".." || len(s) > 255 {
+			if s == "" || s == "." || s == ".." || len(s) > MaxSegment {
 				return fmt.Errorf("%w: %q: bad segment %q", ErrInvalidKey, key, s)
 			}
 			seg = i + 1

@@ -1,0 +1,109 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bucketmail/bucketmail/internal/blob"
+	"github.com/bucketmail/bucketmail/internal/blob/blobtest"
+)
+
+// newStore returns a store in a fresh directory and checks, when the
+// test ends, that no temporary file was left behind and nothing was
+// written outside the root.
+func newStore(t *testing.T) blob.Store {
+	t.Helper()
+	parent := t.TempDir()
+	root := filepath.Join(parent, "root")
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		filepath.WalkDir(parent, func(p string, d iofs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(d.Name(), tmpPrefix) {
+				t.Errorf("temporary file left behind: %s", p)
+			}
+			if p != parent && p != root && !strings.HasPrefix(p, root+string(filepath.Separator)) {
+				t.Errorf("file outside the root: %s", p)
+			}
+			return nil
+		})
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	blobtest.Run(t, newStore)
+}
+
+func TestLayout(t *testing.T) {
+	s := newStore(t).(*Store)
+	ctx := context.Background()
+	if err := s.Put(ctx, "ab/cd", strings.NewReader("hello"), 5, blob.Metadata{"b": "2", "a": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(s.Root(), "ab", "cd#"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "BMBLOB1\n\x00\x00\x00\x08a=1\nb=2\nhello"
+	if string(raw) != want {
+		t.Fatalf("object file = %q, want %q", raw, want)
+	}
+	// Delete removes the directories it emptied, not the root.
+	if err := s.Delete(ctx, "ab/cd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Root(), "ab")); !errors.Is(err, iofs.ErrNotExist) {
+		t.Fatalf("empty directory kept: %v", err)
+	}
+	if _, err := os.Stat(s.Root()); err != nil {
+		t.Fatalf("root removed: %v", err)
+	}
+}
+
+func TestCorruptAndStrays(t *testing.T) {
+	s := newStore(t).(*Store)
+	ctx := context.Background()
+	root := s.Root()
+	// A stray temp file, a foreign file and a truncated object.
+	os.WriteFile(filepath.Join(root, "#tmp-123"), []byte("partial"), 0o600)
+	os.WriteFile(filepath.Join(root, "README"), []byte("not an object"), 0o600)
+	os.WriteFile(filepath.Join(root, "bad#"), []byte("BMBL"), 0o600)
+	defer os.Remove(filepath.Join(root, "#tmp-123"))
+	if _, err := s.Stat(ctx, "bad"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Stat(bad) = %v, want ErrCorrupt", err)
+	}
+	if _, err := s.Stat(ctx, "README"); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("Stat(README) = %v, want ErrNotFound", err)
+	}
+	err := s.List(ctx, "", func(a blob.Attrs) error { return nil })
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("List over a corrupt object = %v, want ErrCorrupt", err)
+	}
+	os.Remove(filepath.Join(root, "bad#"))
+	n := 0
+	if err := s.List(ctx, "", func(a blob.Attrs) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("List = %d objects, %v; want 0", n, err)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := New(""); err == nil {
+		t.Fatal("New(\"\") succeeded")
+	}
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, nil, 0o600)
+	if _, err := New(f); err == nil {
+		t.Fatal("New on a regular file succeeded")
+	}
+}
