@@ -224,14 +224,12 @@ func syncDir(dir string) error {
 // before the temp file exists; retry a few times.
 func (s *Store) createTemp(dir string) (*os.File, error) {
 	var err error
-	for range 5 {
-		if err = s.mkdirs(dir); err != nil {
-			return nil, err
-		}
-		var f *os.File
-		f, err = os.CreateTemp(dir, tmpPrefix+"*")
-		if err == nil {
-			return f, nil
+	for range 10 {
+		if err = s.mkdirs(dir); err == nil {
+			var f *os.File
+			if f, err = os.CreateTemp(dir, tmpPrefix+"*"); err == nil {
+				return f, nil
+			}
 		}
 		if !errors.Is(err, iofs.ErrNotExist) {
 			return nil, err
@@ -403,7 +401,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return wrap("delete", key, err)
 	}
 	dir := filepath.Dir(path)
-	if err := syncDir(dir); err != nil {
+	// A concurrent Delete may already have removed the emptied directory
+	// (and synced its parent): nothing left to sync then.
+	if err := syncDir(dir); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return wrap("delete", key, err)
 	}
 	for dir != s.root && strings.HasPrefix(dir, s.root+string(filepath.Separator)) {
