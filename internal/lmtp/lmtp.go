@@ -1,0 +1,451 @@
+// Package lmtp is the LMTP server (RFC 2033) in front of package delivery,
+// built on github.com/emersion/go-smtp in LMTP mode. It listens on TCP or
+// on a unix socket, so Postfix or Exim hand mail over as they do to
+// Dovecot.
+//
+// Replies:
+//
+//	RCPT TO, unknown address        550 5.1.1
+//	RCPT TO, disabled account       550 5.2.1
+//	RCPT TO, user database down     451 4.3.0
+//	MAIL FROM SIZE= over the limit  552 5.3.4 (go-smtp)
+//	after DATA, one line per RCPT (RFC 2033 §4.2):
+//	  stored (blob and index row durable)        250 2.0.0
+//	  message over lmtp.max_message_size         552 5.3.4
+//	  over quota                                 552 5.2.2
+//	  storage unavailable or any other failure   451 4.3.0
+//	  delivery cut off by shutdown               421 4.3.2
+//
+// A 250 is written only after delivery.Deliverer reports that the blob and
+// the index row are durable.
+//
+// Shutdown stops accepting, tells idle connections "421 4.3.2" and closes
+// them, lets transactions in progress finish until its context ends, then
+// cancels the deliveries still running (they answer 421) and closes
+// everything.
+package lmtp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/bucketmail/bucketmail/internal/delivery"
+)
+
+// Options configure a Server.
+type Options struct {
+	Deliverer *delivery.Deliverer
+	// Hostname is sent in the greeting.
+	Hostname string
+	// MaxMessageSize is advertised as SIZE and enforced on the DATA stream
+	// (bytes; <= 0: no limit).
+	MaxMessageSize int64
+	// TLS, when set, enables STARTTLS.
+	TLS *tls.Config
+	// ReadTimeout bounds each read from a client (default 5 minutes).
+	ReadTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Server is an LMTP server. Create it with New; it may Serve several
+// listeners; stop it with Shutdown.
+type Server struct {
+	opts Options
+	srv  *smtp.Server
+	log  *slog.Logger
+
+	// ctx is the root of every delivery; cancel ends them at the hard stop.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*trackedConn]struct{}
+	shutting  bool
+}
+
+// New returns a server.
+func New(opts Options) *Server {
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = 5 * time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: log, conns: make(map[*trackedConn]struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.LMTP = true
+	srv.Domain = opts.Hostname
+	srv.MaxMessageBytes = opts.MaxMessageSize
+	if srv.MaxMessageBytes < 0 {
+		srv.MaxMessageBytes = 0
+	}
+	srv.MaxRecipients = 1000
+	srv.TLSConfig = opts.TLS
+	srv.ReadTimeout = opts.ReadTimeout
+	srv.WriteTimeout = time.Minute
+	srv.ErrorLog = errorLog{log}
+	s.srv = srv
+	return s
+}
+
+// errorLog adapts go-smtp's logger to slog.
+type errorLog struct{ l *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) {
+	e.l.Warn("lmtp: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+func (e errorLog) Println(v ...any) { e.l.Warn("lmtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+
+// Listen opens an LMTP listener: a unix socket when addr contains a "/"
+// (a stale socket file left by a previous run is removed; the socket is
+// made mode 0666, so access is controlled by its directory), else TCP
+// host:port.
+func Listen(addr string) (net.Listener, error) {
+	if !strings.Contains(addr, "/") {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("lmtp: listen %s: %w", addr, err)
+		}
+		return ln, nil
+	}
+	if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		// Remove the socket only if nobody answers on it.
+		if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("lmtp: listen %s: a server is already listening there", addr)
+		}
+		if err := os.Remove(addr); err != nil {
+			return nil, fmt.Errorf("lmtp: listen %s: remove stale socket: %w", addr, err)
+		}
+	}
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, fmt.Errorf("lmtp: listen %s: %w", addr, err)
+	}
+	if err := os.Chmod(addr, 0o666); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("lmtp: listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Serve accepts connections on ln until Shutdown, then returns nil. It
+// returns the listener's error if it fails otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	err := s.srv.Serve(&listener{Listener: ln, s: s})
+	if s.isShutting() {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) isShutting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutting
+}
+
+// Shutdown stops the server; see the package doc. It returns nil when
+// every connection ended before ctx did, else ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting = true
+	lns := s.listeners
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() == 0 {
+			s.srv.Close()
+			s.cancel()
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			// Hard stop: deliveries still running see their context
+			// cancelled and answer 421; give them a moment to say so.
+			s.cancel()
+			deadline := time.Now().Add(2 * time.Second)
+			for s.closeIdle() > 0 && time.Now().Before(deadline) {
+				<-tick.C
+			}
+			s.srv.Close()
+			return ctx.Err()
+		}
+	}
+}
+
+const shutdownReply = "421 4.3.2 Service shutting down\r\n"
+
+// closeIdle says 421 to and closes every connection not in a
+// transaction, and returns how many connections remain.
+func (s *Server) closeIdle() int {
+	var idle []*trackedConn
+	s.mu.Lock()
+	for c := range s.conns {
+		if !c.busy && !c.closing {
+			c.closing = true
+			idle = append(idle, c)
+		}
+	}
+	n := len(s.conns)
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.w.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c.w, shutdownReply)
+		c.Conn.Close()
+	}
+	return n
+}
+
+// listener tracks accepted connections.
+type listener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc := &trackedConn{Conn: c, w: c, s: l.s}
+		l.s.mu.Lock()
+		ok := !l.s.shutting
+		if ok {
+			l.s.conns[tc] = struct{}{}
+		}
+		l.s.mu.Unlock()
+		if ok {
+			return tc, nil
+		}
+		io.WriteString(c, shutdownReply)
+		c.Close()
+	}
+}
+
+// trackedConn is a client connection. busy, closing and w are guarded by
+// s.mu.
+type trackedConn struct {
+	net.Conn
+	s       *Server
+	w       net.Conn // where to write the shutdown reply (the TLS conn after STARTTLS)
+	busy    bool     // in a transaction (MAIL accepted, not yet reset)
+	closing bool
+}
+
+func (c *trackedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	nc := c.Conn()
+	_, isTLS := nc.(*tls.Conn)
+	var tc *trackedConn
+	switch x := nc.(type) {
+	case *trackedConn:
+		tc = x
+	case *tls.Conn:
+		tc, _ = x.NetConn().(*trackedConn)
+	}
+	if tc != nil {
+		s.mu.Lock()
+		tc.w = nc
+		s.mu.Unlock()
+	}
+	remote := ""
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		remote = a.IP.String()
+	}
+	sess := &session{s: s, conn: tc, helo: c.Hostname(), remote: remote}
+	sess.log = s.log.With("remote", nc.RemoteAddr().String(), "helo", sess.helo, "tls", isTLS)
+	sess.log.Debug("lmtp: session started")
+	return sess, nil
+}
+
+// session is one LMTP session (from LHLO to QUIT or STARTTLS).
+type session struct {
+	s      *Server
+	conn   *trackedConn // nil if not accepted through Serve
+	helo   string
+	remote string
+	log    *slog.Logger
+
+	id    string
+	from  string
+	rcpts []delivery.Recipient
+}
+
+var _ smtp.LMTPSession = (*session)(nil)
+
+func (ss *session) setBusy(b bool) bool {
+	s := ss.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b && s.shutting {
+		return false
+	}
+	if ss.conn != nil {
+		ss.conn.busy = b
+	}
+	return true
+}
+
+var (
+	errShutdown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down"}
+	errTemp     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
+)
+
+// Mail implements smtp.Session (MAIL FROM).
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if !ss.setBusy(true) {
+		return errShutdown
+	}
+	ss.id = newID()
+	ss.from = from
+	ss.rcpts = ss.rcpts[:0]
+	return nil
+}
+
+// Rcpt implements smtp.Session (RCPT TO): the recipient is resolved now,
+// so unknown addresses get 550 5.1.1 before DATA.
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ctx, cancel := context.WithTimeout(ss.s.ctx, 30*time.Second)
+	defer cancel()
+	rc, err := ss.s.opts.Deliverer.Resolve(ctx, to)
+	if err != nil {
+		if delivery.Temporary(err) {
+			ss.log.Warn("lmtp: recipient lookup failed", "id", ss.id, "rcpt", to, "err", err)
+		} else {
+			ss.log.Info("lmtp: recipient rejected", "id", ss.id, "rcpt", to, "err", err)
+		}
+		return ss.s.reply(err)
+	}
+	ss.rcpts = append(ss.rcpts, rc)
+	return nil
+}
+
+// Data implements smtp.Session; in LMTP mode go-smtp calls LMTPData.
+func (ss *session) Data(r io.Reader) error {
+	var first error
+	ss.deliver(r, func(_ string, err error) {
+		if first == nil {
+			first = err
+		}
+	})
+	return first
+}
+
+// LMTPData implements smtp.LMTPSession: one status per RCPT, in order.
+func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	ss.deliver(r, status.SetStatus)
+	return nil
+}
+
+func (ss *session) deliver(r io.Reader, set func(rcpt string, err error)) {
+	env := delivery.Envelope{
+		From:       ss.from,
+		Recipients: ss.rcpts,
+		Helo:       ss.helo,
+		RemoteAddr: ss.remote,
+		ID:         ss.id,
+	}
+	results := ss.s.opts.Deliverer.Deliver(ss.s.ctx, env, &limitReader{r: r})
+	for _, res := range results {
+		if res.Err == nil {
+			set(res.Recipient.Address, &smtp.SMTPError{
+				Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+				Message: fmt.Sprintf("%s Saved", ss.id),
+			})
+			continue
+		}
+		set(res.Recipient.Address, ss.s.reply(res.Err))
+	}
+}
+
+// limitReader turns go-smtp's size-limit error into delivery.ErrTooLarge.
+type limitReader struct{ r io.Reader }
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if err == smtp.ErrDataTooLarge {
+		err = fmt.Errorf("%w: %w", delivery.ErrTooLarge, err)
+	}
+	return n, err
+}
+
+// reply maps a delivery error to an LMTP reply.
+func (s *Server) reply(err error) error {
+	code := func(c, a, b, d int, msg string) error {
+		return &smtp.SMTPError{Code: c, EnhancedCode: smtp.EnhancedCode{a, b, d}, Message: msg}
+	}
+	switch {
+	case errors.Is(err, delivery.ErrUnknownRecipient):
+		return code(550, 5, 1, 1, "No such user here")
+	case errors.Is(err, delivery.ErrDisabled):
+		return code(550, 5, 2, 1, "Mailbox disabled")
+	case errors.Is(err, delivery.ErrBadAddress):
+		return code(501, 5, 1, 3, "Bad recipient address syntax")
+	case errors.Is(err, delivery.ErrTooLarge):
+		return code(552, 5, 3, 4, "Message too big")
+	case errors.Is(err, delivery.ErrOverQuota):
+		return code(552, 5, 2, 2, "Mailbox over quota")
+	case delivery.Temporary(err) && s.ctx.Err() != nil:
+		return errShutdown
+	case delivery.Temporary(err):
+		return errTemp
+	}
+	return code(554, 5, 3, 0, "Delivery failed")
+}
+
+// Reset implements smtp.Session (RSET, and after each DATA).
+func (ss *session) Reset() {
+	ss.from = ""
+	ss.rcpts = ss.rcpts[:0]
+	ss.id = ""
+	ss.setBusy(false)
+}
+
+// Logout implements smtp.Session.
+func (ss *session) Logout() error {
+	ss.setBusy(false)
+	return nil
+}
