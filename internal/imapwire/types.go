@@ -32,9 +32,9 @@ type SearchOp string
 // the comment.
 const (
 	SearchAll        SearchOp = "ALL"
-	SearchAnd        SearchOp = "AND" // Sub: all must match (a parenthesised list, or the top level)
-	SearchOr         SearchOp = "OR"  // Sub[0] or Sub[1]
-	SearchNot        SearchOp = "NOT" // Sub[0]
+	SearchAnd        SearchOp = "AND"    // Sub: all must match (a parenthesised list, or the top level)
+	SearchOr         SearchOp = "OR"     // Sub[0] or Sub[1]
+	SearchNot        SearchOp = "NOT"    // Sub[0]
 	SearchSeqSet     SearchOp = "SEQSET" // Set (message sequence numbers)
 	SearchUID        SearchOp = "UID"    // Set
 	SearchAnswered   SearchOp = "ANSWERED"
@@ -89,9 +89,9 @@ type SearchReturn struct {
 
 // SearchCommand is the parsed argument of SEARCH / UID SEARCH.
 type SearchCommand struct {
-	Return    *SearchReturn // nil when no RETURN was given (plain SEARCH response)
-	Charset   string        // "" when absent
-	Key       *SearchKey    // top level AND of the keys given
+	Return  *SearchReturn // nil when no RETURN was given (plain SEARCH response)
+	Charset string        // "" when absent
+	Key     *SearchKey    // top level AND of the keys given
 }
 
 // SectionSpec is the part of a section after the part path.
@@ -99,12 +99,12 @@ type SectionSpec string
 
 // Section specifiers (RFC 3501 §6.4.5).
 const (
-	SpecNone          SectionSpec = ""
-	SpecHeader        SectionSpec = "HEADER"
-	SpecHeaderFields  SectionSpec = "HEADER.FIELDS"
+	SpecNone            SectionSpec = ""
+	SpecHeader          SectionSpec = "HEADER"
+	SpecHeaderFields    SectionSpec = "HEADER.FIELDS"
 	SpecHeaderNotFields SectionSpec = "HEADER.FIELDS.NOT"
-	SpecText          SectionSpec = "TEXT"
-	SpecMIME          SectionSpec = "MIME"
+	SpecText            SectionSpec = "TEXT"
+	SpecMIME            SectionSpec = "MIME"
 )
 
 // Section is the bracketed part of BODY[...] / BINARY[...].
@@ -130,7 +130,7 @@ const (
 	FetchInternalDate  FetchAttr = "INTERNALDATE"
 	FetchRFC822Size    FetchAttr = "RFC822.SIZE"
 	FetchEnvelope      FetchAttr = "ENVELOPE"
-	FetchBody          FetchAttr = "BODY"          // without section: non-extensible BODYSTRUCTURE
+	FetchBody          FetchAttr = "BODY" // without section: non-extensible BODYSTRUCTURE
 	FetchBodyStructure FetchAttr = "BODYSTRUCTURE"
 	FetchBodySection   FetchAttr = "BODY[]"        // BODY[section]<partial> and BODY.PEEK[...]
 	FetchBinary        FetchAttr = "BINARY[]"      // BINARY[section]<partial> and BINARY.PEEK[...]
