@@ -101,8 +101,10 @@ type LMTP struct {
 	// Listen is host:port (TCP) or a path (a unix socket: any value with a
 	// "/" in it). Default 127.0.0.1:2424.
 	Listen string `toml:"listen"`
-	// MaxMessageSize bounds a delivered message in bytes, as received
-	// (before Return-Path and Delivered-To are added). Default 50 MiB.
+	// MaxMessageSize bounds a delivered or imported message in bytes,
+	// before the Return-Path, Delivered-To and Received fields are added;
+	// bare LF line ends count as the CRLF they are stored as. Advertised
+	// as the LMTP SIZE. Also bounds IMAP APPEND. Default 50 MiB.
 	MaxMessageSize int64 `toml:"max_message_size"`
 	// RecipientDelimiter separates a detail from the local part
 	// ("user+tag@example.org" is delivered to user@example.org). Default

@@ -91,9 +91,13 @@ func New(opts Options) *Server {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.LMTP = true
 	srv.Domain = opts.Hostname
-	srv.MaxMessageBytes = opts.MaxMessageSize
-	if srv.MaxMessageBytes < 0 {
-		srv.MaxMessageBytes = 0
+	if opts.MaxMessageSize > 0 {
+		// go-smtp's DATA reader fails once it has handed out
+		// MaxMessageBytes bytes, before it sees the end-of-data line, so
+		// a message of exactly the limit needs one more. MAIL FROM SIZE=
+		// is checked against the real limit in session.Mail; the SIZE
+		// keyword advertises one byte more than the limit.
+		srv.MaxMessageBytes = opts.MaxMessageSize + 1
 	}
 	srv.MaxRecipients = 1000
 	srv.TLSConfig = opts.TLS
@@ -332,10 +336,14 @@ func (ss *session) setBusy(b bool) bool {
 var (
 	errShutdown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down"}
 	errTemp     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
+	errTooBig   = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
 )
 
 // Mail implements smtp.Session (MAIL FROM).
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if max := ss.s.opts.MaxMessageSize; max > 0 && opts != nil && opts.Size > max {
+		return errTooBig
+	}
 	if !ss.setBusy(true) {
 		return errShutdown
 	}
@@ -425,7 +433,7 @@ func (s *Server) reply(err error) error {
 	case errors.Is(err, delivery.ErrBadAddress):
 		return code(501, 5, 1, 3, "Bad recipient address syntax")
 	case errors.Is(err, delivery.ErrTooLarge):
-		return code(552, 5, 3, 4, "Message too big")
+		return errTooBig
 	case errors.Is(err, delivery.ErrOverQuota):
 		return code(552, 5, 2, 2, "Mailbox over quota")
 	case delivery.Temporary(err) && s.ctx.Err() != nil:
