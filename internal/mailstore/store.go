@@ -4,9 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"sync"
+	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
+	"github.com/bucketmail/bucketmail/internal/metadb"
 )
 
 // Options configure a Store.
@@ -22,14 +27,115 @@ type Options struct {
 }
 
 // Store is the mail store. See the package doc.
+//
+// Lock order: a mailbox's sequencer lock (seq.go) before the write
+// semaphore; nothing is held while calling a watcher or a Messages
+// callback.
 type Store struct {
 	opts Options
+	db   *sql.DB
+	log  *slog.Logger
+
+	// wsem serialises this process's write transactions (a 1-slot
+	// semaphore that honours ctx); SQLite's BEGIN IMMEDIATE and
+	// busy_timeout handle other processes.
+	wsem chan struct{}
+
+	seqMu sync.Mutex
+	seqs  map[int64]*mboxSeq // by mailbox id; see seq.go
+
+	hub *hub // change notifications; see watch.go
 }
 
 // Open opens the store, creating its schema if needed.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	return nil, errors.New("mailstore: not implemented")
+	if opts.DB == nil || opts.Blobs == nil || opts.SpoolDir == "" {
+		return nil, errors.New("mailstore: open: DB, Blobs and SpoolDir are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("mailstore: open: spool dir: %w", err)
+	}
+	if err := metadb.Migrate(ctx, opts.DB, "mail", metadb.MailMigrations); err != nil {
+		return nil, fmt.Errorf("mailstore: open: %w", err)
+	}
+	s := &Store{
+		opts: opts,
+		db:   opts.DB,
+		log:  opts.Logger,
+		wsem: make(chan struct{}, 1),
+		seqs: make(map[int64]*mboxSeq),
+		hub:  newHub(),
+	}
+	s.cleanSpool()
+	return s, nil
 }
 
 // Close releases the store's resources (not the DB, which the caller owns).
 func (s *Store) Close() error { return nil }
+
+// cleanSpool removes spool files left by a crash. Only files older than a
+// day are removed: another process (the importer) may share the spool dir.
+func (s *Store) cleanSpool() {
+	ents, err := os.ReadDir(s.opts.SpoolDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() || len(e.Name()) < 3 || e.Name()[:3] != "in-" {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
+			os.Remove(s.opts.SpoolDir + string(os.PathSeparator) + e.Name())
+		}
+	}
+}
+
+// writeTx runs fn in a read-write transaction (BEGIN IMMEDIATE) and
+// commits it. Only one runs at a time in this process.
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	select {
+	case s.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.wsem }()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// readTx runs fn in a read-only transaction (one consistent snapshot).
+func (s *Store) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// deleteBlobs deletes objects whose last reference was dropped by a
+// committed transaction. It runs even if ctx was cancelled (the index no
+// longer points at them); a failure leaves an orphan for fsck and is
+// logged, not returned.
+func (s *Store) deleteBlobs(ctx context.Context, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for _, k := range keys {
+		if err := s.opts.Blobs.Delete(ctx, k); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			s.log.Warn("mailstore: blob delete failed; left for fsck", "key", k, "err", err)
+		}
+	}
+}

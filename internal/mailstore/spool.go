@@ -1,0 +1,202 @@
+package mailstore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"strings"
+
+	"github.com/bucketmail/bucketmail/internal/mime"
+)
+
+// indexData is what the index row holds besides state, computed once per
+// Incoming (a message delivered to several recipients is parsed once).
+type indexData struct {
+	envelope, bodyStructure, body string
+	structure                     []byte
+	header                        []byte
+	subject, from, to, cc, bcc    string
+	messageID                     string
+	date                          sql.NullInt64
+	rawSubject, rawFrom, rawTo    string // undecoded, for blob metadata hints
+	rawDate                       string
+}
+
+func (s *Store) spool(ctx context.Context, r io.Reader, crlf bool, maxSize int64) (in *Incoming, err error) {
+	f, err := os.CreateTemp(s.opts.SpoolDir, "in-*")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: spool: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10)
+	lw := &limitWriter{w: bw, max: maxSize}
+	var w io.Writer = lw
+	var cw *crlfWriter
+	if crlf {
+		cw = &crlfWriter{w: lw}
+		w = cw
+	}
+	_, err = io.Copy(w, ctxReader{ctx, r})
+	if errors.Is(err, errTooLarge) {
+		// Drain the sender so that the protocol can answer (LMTP 552
+		// after DATA); the bytes are not stored.
+		io.Copy(io.Discard, ctxReader{ctx, r})
+		return nil, fmt.Errorf("mailstore: spool: %w: more than %d bytes", ErrTooLarge, maxSize)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: spool: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("mailstore: spool: %w", err)
+	}
+	size := lw.n
+	in = &Incoming{Size: size, path: f.Name(), f: f}
+	copy(in.SHA256[:], h.Sum(nil))
+
+	parsed, err := mime.Parse(bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: spool: parse: %w", err)
+	}
+	if parsed.Size != size {
+		return nil, fmt.Errorf("mailstore: spool: parser read %d bytes of %d", parsed.Size, size)
+	}
+	in.Parsed = parsed
+	in.idx = buildIndexData(parsed)
+	return in, nil
+}
+
+func buildIndexData(p *mime.Message) *indexData {
+	hdr := p.Root.Header
+	if hdr == nil {
+		hdr = mime.ParseHeader(p.RawHeader)
+	}
+	get := func(name string) string { v, _ := hdr.Get(name); return v }
+	d := &indexData{
+		envelope:      mime.Envelope(hdr),
+		bodyStructure: p.Root.BodyStructure(true),
+		body:          p.Root.BodyStructure(false),
+		structure:     mime.EncodeStructure(p.Root),
+		header:        p.RawHeader,
+		rawSubject:    get("Subject"),
+		rawFrom:       get("From"),
+		rawTo:         get("To"),
+		rawDate:       get("Date"),
+		messageID:     strings.TrimSpace(get("Message-ID")),
+	}
+	if d.header == nil {
+		d.header = []byte{}
+	}
+	if d.structure == nil {
+		d.structure = []byte{}
+	}
+	d.subject = mime.DecodeHeaderValue(d.rawSubject)
+	d.from = mime.DecodeHeaderValue(d.rawFrom)
+	d.to = mime.DecodeHeaderValue(d.rawTo)
+	d.cc = mime.DecodeHeaderValue(get("Cc"))
+	d.bcc = mime.DecodeHeaderValue(get("Bcc"))
+	if t, err := mail.ParseDate(strings.TrimSpace(d.rawDate)); err == nil {
+		d.date = sql.NullInt64{Int64: t.Unix(), Valid: true}
+	}
+	return d
+}
+
+func (in *Incoming) close() error {
+	if in == nil || in.f == nil {
+		return nil
+	}
+	err := in.f.Close()
+	if rerr := os.Remove(in.path); err == nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = rerr
+	}
+	in.f = nil
+	return err
+}
+
+// reader returns a fresh reader of the spooled bytes (safe for
+// concurrent use: each reader reads with ReadAt).
+func (in *Incoming) reader() io.Reader { return io.NewSectionReader(in.f, 0, in.Size) }
+
+var errTooLarge = errors.New("too large")
+
+// limitWriter counts bytes and fails with errTooLarge past max (> 0).
+type limitWriter struct {
+	w   io.Writer
+	n   int64
+	max int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.max > 0 && l.n+int64(len(p)) > l.max {
+		return 0, errTooLarge
+	}
+	n, err := l.w.Write(p)
+	l.n += int64(n)
+	return n, err
+}
+
+// crlfWriter writes a CR before every LF not already preceded by one
+// (also across Write calls). A lone CR is kept as it is.
+type crlfWriter struct {
+	w      io.Writer
+	lastCR bool
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		i := bytes.IndexByte(p[done:], '\n')
+		if i < 0 {
+			if _, err := c.w.Write(p[done:]); err != nil {
+				return done, err
+			}
+			c.lastCR = p[len(p)-1] == '\r'
+			return len(p), nil
+		}
+		seg := p[done : done+i]
+		prevCR := c.lastCR
+		if i > 0 {
+			prevCR = seg[i-1] == '\r'
+		}
+		if _, err := c.w.Write(seg); err != nil {
+			return done, err
+		}
+		if prevCR {
+			if _, err := c.w.Write([]byte{'\n'}); err != nil {
+				return done, err
+			}
+		} else {
+			if _, err := c.w.Write([]byte{'\r', '\n'}); err != nil {
+				return done, err
+			}
+		}
+		c.lastCR = false
+		done += i + 1
+	}
+	return len(p), nil
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
