@@ -13,7 +13,9 @@ package userdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Errors. Test with errors.Is.
@@ -31,6 +33,9 @@ var (
 	ErrUnavailable = errors.New("userdb: backend unavailable")
 	// ErrReadOnly: the backend cannot be written (Manager not supported).
 	ErrReadOnly = errors.New("userdb: backend is read-only")
+	// ErrInvalidAddress: Manager.AddUser of an address that is not
+	// local@domain (see ValidateAddress).
+	ErrInvalidAddress = errors.New("userdb: invalid address")
 )
 
 // User is what a backend knows of an account.
@@ -57,10 +62,17 @@ type UserDB interface {
 }
 
 // Manager is implemented by backends that can be written.
+// Addresses are normalised with Normalize first.
 type Manager interface {
-	AddUser(ctx context.Context, address, password string) error // ErrExists
-	SetPassword(ctx context.Context, address, password string) error // ErrNotFound
-	DeleteUser(ctx context.Context, address string) error // ErrNotFound
+	// AddUser creates an enabled user with no quota. ErrExists if the
+	// normalised address is taken, ErrInvalidAddress if it fails
+	// ValidateAddress.
+	AddUser(ctx context.Context, address, password string) error
+	// SetPassword replaces the password. ErrNotFound if no such user.
+	SetPassword(ctx context.Context, address, password string) error
+	// DeleteUser removes the user (not its mail). ErrNotFound if none.
+	DeleteUser(ctx context.Context, address string) error
+	// ListUsers returns every user, sorted by address.
 	ListUsers(ctx context.Context) ([]User, error)
 }
 
@@ -86,4 +98,80 @@ func StripDelimiter(address, delim string) string {
 		local = local[:i]
 	}
 	return local + domain
+}
+
+// ValidateAddress checks that a normalised address is a plain
+// local@domain (RFC 5321 §4.1.2 Mailbox, dot-atom local part only, with
+// UTF-8 allowed as in RFC 6531): local part 1..64 bytes of atext and
+// non-adjacent, non-edge dots; domain 1..253 bytes of dot-separated labels
+// of letters, digits, '-' and UTF-8, no address literals. No spaces or
+// control characters anywhere. The error wraps ErrInvalidAddress.
+func ValidateAddress(address string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: %q: %s", ErrInvalidAddress, address, why)
+	}
+	if !utf8.ValidString(address) {
+		return bad("not UTF-8")
+	}
+	if len(address) > 254 {
+		return bad("longer than 254 bytes")
+	}
+	at := strings.LastIndexByte(address, '@')
+	if at < 0 {
+		return bad("no @")
+	}
+	local, domain := address[:at], address[at+1:]
+	if local == "" || len(local) > 64 {
+		return bad("local part must be 1..64 bytes")
+	}
+	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return bad("misplaced dot in local part")
+	}
+	for _, r := range local {
+		if r < 0x80 && !isAtext(byte(r)) && r != '.' || r >= 0x80 && r <= 0x9f || r == utf8.RuneError || r == 0x2028 || r == 0x2029 {
+			return bad(fmt.Sprintf("character %q in local part", r))
+		}
+	}
+	if domain == "" || len(domain) > 253 {
+		return bad("domain must be 1..253 bytes")
+	}
+	for _, label := range strings.Split(domain, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return bad(fmt.Sprintf("bad domain label %q", label))
+		}
+		for _, r := range label {
+			if r < 0x80 && !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return bad(fmt.Sprintf("character %q in domain", r))
+			}
+			if r == utf8.RuneError || r >= 0x80 && r <= 0x9f || r == 0x2028 || r == 0x2029 {
+				return bad(fmt.Sprintf("character %q in domain", r))
+			}
+		}
+	}
+	return nil
+}
+
+// isAtext reports whether c is RFC 5322 atext (§3.2.3).
+func isAtext(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+}
+
+// LookupRecipient resolves a delivery address: the normalised address
+// first, then (if delim is not empty and the address has a suffix) the
+// address with the recipient-delimiter suffix removed, as Postfix does
+// for "user+tag@domain". ErrNotFound if neither exists.
+func LookupRecipient(ctx context.Context, db UserDB, address, delim string) (*User, error) {
+	address = Normalize(address)
+	u, err := db.Lookup(ctx, address)
+	if err == nil || !errors.Is(err, ErrNotFound) {
+		return u, err
+	}
+	if base := StripDelimiter(address, delim); base != address {
+		return db.Lookup(ctx, base)
+	}
+	return nil, err
 }

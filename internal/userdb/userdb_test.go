@@ -1,0 +1,53 @@
+package userdb
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateAddress(t *testing.T) {
+	valid := []string{
+		"a@b", "alice@example.org", "first.last@sub.example.co.uk", "user+tag@example.org",
+		"o'brien@example.ie", "x!#$%&'*+-/=?^_`{|}~@example.org", "émile@exämple.org",
+		"用户@例子.中国", strings.Repeat("a", 64) + "@example.org", "a@xn--bcher-kva.example",
+	}
+	for _, a := range valid {
+		if err := ValidateAddress(a); err != nil {
+			t.Errorf("ValidateAddress(%q) = %v, want nil", a, err)
+		}
+	}
+	invalid := []string{
+		"", "a", "@b", "a@", "a b@c", "a@b c", "a@@b", "a\"@b", "a\\b@c", "a<b@c", "a@b_c",
+		"a@[1.2.3.4]", "a.@b", ".a@b", "a..b@c", "a@b..c", "a@-b", "a@b-", "a@.b", "a@b.",
+		"a\u0085@b", "a\u2028@b", "\xc3@b", strings.Repeat("a", 65) + "@b",
+		"a@" + strings.Repeat("b", 64) + ".org", "a@" + strings.Repeat("b.", 127) + "org",
+	}
+	for _, a := range invalid {
+		if err := ValidateAddress(a); !errors.Is(err, ErrInvalidAddress) {
+			t.Errorf("ValidateAddress(%q) = %v, want ErrInvalidAddress", a, err)
+		}
+	}
+}
+
+func TestNormalizeStrip(t *testing.T) {
+	tests := []struct{ in, delim, norm, stripped string }{
+		{" Alice@Example.ORG\t", "+", "alice@example.org", "alice@example.org"},
+		{"Alice+Tag@Example.org", "+", "alice+tag@example.org", "alice@example.org"},
+		{"a+b+c@x", "+", "a+b+c@x", "a@x"},
+		{"+tag@x", "+", "+tag@x", "+tag@x"},
+		{"a-b@x", "-", "a-b@x", "a@x"},
+		{"a+b@x", "", "a+b@x", "a+b@x"},
+		{"noat+tag", "+", "noat+tag", "noat"},
+		{"ÉMILE@X", "+", "émile@x", "émile@x"},
+	}
+	for _, tc := range tests {
+		n := Normalize(tc.in)
+		if n != tc.norm {
+			t.Errorf("Normalize(%q) = %q, want %q", tc.in, n, tc.norm)
+		}
+		if s := StripDelimiter(n, tc.delim); s != tc.stripped {
+			t.Errorf("StripDelimiter(%q, %q) = %q, want %q", n, tc.delim, s, tc.stripped)
+		}
+	}
+}

@@ -1,0 +1,352 @@
+// Package userdbtest is the conformance suite every user database must
+// pass. A backend's test calls
+//
+//	userdbtest.Run(t, func(t *testing.T, seed []userdbtest.Seed) userdbtest.Backend {
+//		return newBackendHolding(t, seed)
+//	})
+//
+// The factory is called once per subtest and returns a backend holding
+// exactly the seed users (read-only backends write them into their source,
+// e.g. a passwd-file). Seed addresses are given as a user might type them
+// (mixed case); the backend must store them normalised. If the backend
+// implements userdb.Manager the management tests run too.
+package userdbtest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/bucketmail/bucketmail/internal/userdb"
+)
+
+// Seed is a user the factory must create.
+type Seed struct {
+	Address    string
+	Password   string
+	QuotaBytes int64
+	Disabled   bool
+}
+
+// Backend is what the suite tests.
+type Backend interface {
+	userdb.PassDB
+	userdb.UserDB
+}
+
+// Seeds are the users every subtest starts with.
+var Seeds = []Seed{
+	{Address: "alice@example.org", Password: "correct horse battery staple"},
+	{Address: "Bob@Example.ORG", Password: "Secret"},
+	{Address: "carol@example.org", Password: "carol-pw", Disabled: true},
+	{Address: "dave+lists@example.org", Password: "dave-lists-pw"},
+	{Address: "dave@example.org", Password: "dave-pw"},
+	{Address: "quota@example.net", Password: "q", QuotaBytes: 1 << 30},
+	{Address: "émile@exämple.org", Password: "pässwörd ✓ with spaces "},
+}
+
+// Run runs the suite.
+func Run(t *testing.T, newBackend func(t *testing.T, seed []Seed) Backend) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, b Backend)
+	}{
+		{"Lookup", testLookup},
+		{"LookupCase", testLookupCase},
+		{"LookupUnknown", testLookupUnknown},
+		{"AuthOK", testAuthOK},
+		{"AuthFail", testAuthFail},
+		{"AuthDisabled", testAuthDisabled},
+		{"Delimiter", testDelimiter},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newBackend(t, Seeds)) })
+	}
+	mtests := []struct {
+		name string
+		fn   func(t *testing.T, b Backend, m userdb.Manager)
+	}{
+		{"ManageAdd", testManageAdd},
+		{"ManageInvalid", testManageInvalid},
+		{"ManagePasswd", testManagePasswd},
+		{"ManageDelete", testManageDelete},
+		{"ManageList", testManageList},
+	}
+	for _, tc := range mtests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend(t, Seeds)
+			m, ok := b.(userdb.Manager)
+			if !ok {
+				t.Skip("backend is read-only")
+			}
+			tc.fn(t, b, m)
+		})
+	}
+}
+
+var ctx = context.Background()
+
+func mustLookup(t *testing.T, b Backend, address string) *userdb.User {
+	t.Helper()
+	u, err := b.Lookup(ctx, address)
+	if err != nil {
+		t.Fatalf("Lookup(%q): %v", address, err)
+	}
+	return u
+}
+
+func testLookup(t *testing.T, b Backend) {
+	for _, s := range Seeds {
+		u := mustLookup(t, b, s.Address)
+		want := userdb.Normalize(s.Address)
+		if u.Address != want || u.Account == "" || u.QuotaBytes != s.QuotaBytes || u.Disabled != s.Disabled {
+			t.Errorf("Lookup(%q) = %+v, want address %q quota %d disabled %v", s.Address, *u, want, s.QuotaBytes, s.Disabled)
+		}
+	}
+	// Accounts are distinct per user.
+	a, d := mustLookup(t, b, "dave@example.org"), mustLookup(t, b, "dave+lists@example.org")
+	if a.Account == d.Account {
+		t.Fatalf("two users share account %q", a.Account)
+	}
+}
+
+func testLookupCase(t *testing.T, b Backend) {
+	for _, addr := range []string{"ALICE@EXAMPLE.ORG", "Alice@example.org", " alice@example.org ", "bob@example.org", "BOB@EXAMPLE.ORG", "ÉMILE@EXÄMPLE.ORG"} {
+		u := mustLookup(t, b, addr)
+		if u.Address != userdb.Normalize(addr) {
+			t.Errorf("Lookup(%q).Address = %q, want %q", addr, u.Address, userdb.Normalize(addr))
+		}
+	}
+}
+
+func testLookupUnknown(t *testing.T, b Backend) {
+	for _, addr := range []string{"nobody@example.org", "alice@example.com", "alice", "", "alice@example.org.", "@example.org", "alice+x@example.org"} {
+		if u, err := b.Lookup(ctx, addr); !errors.Is(err, userdb.ErrNotFound) || u != nil {
+			t.Errorf("Lookup(%q) = %v, %v; want nil, ErrNotFound", addr, u, err)
+		}
+	}
+}
+
+func testAuthOK(t *testing.T, b Backend) {
+	cases := []struct{ login, pw, want string }{
+		{"alice@example.org", "correct horse battery staple", "alice@example.org"},
+		{"ALICE@Example.Org", "correct horse battery staple", "alice@example.org"},
+		{"bob@example.org", "Secret", "bob@example.org"},
+		{"dave+lists@example.org", "dave-lists-pw", "dave+lists@example.org"},
+		{"Émile@exämple.org", "pässwörd ✓ with spaces ", "émile@exämple.org"},
+		{"quota@example.net", "q", "quota@example.net"},
+	}
+	for _, c := range cases {
+		u, err := b.Authenticate(ctx, c.login, c.pw)
+		if err != nil {
+			t.Errorf("Authenticate(%q): %v", c.login, err)
+			continue
+		}
+		if u.Address != c.want || u.Disabled {
+			t.Errorf("Authenticate(%q) = %+v, want address %q", c.login, *u, c.want)
+		}
+		if l := mustLookup(t, b, c.login); l.Account != u.Account {
+			t.Errorf("Authenticate(%q).Account = %q, Lookup gives %q", c.login, u.Account, l.Account)
+		}
+	}
+}
+
+func testAuthFail(t *testing.T, b Backend) {
+	cases := []struct{ login, pw string }{
+		{"alice@example.org", "wrong"},
+		{"alice@example.org", ""},
+		{"alice@example.org", "correct horse battery staple "},
+		{"alice@example.org", "CORRECT HORSE BATTERY STAPLE"},
+		{"bob@example.org", "secret"},
+		{"dave@example.org", "dave-lists-pw"},
+		{"dave+lists@example.org", "dave-pw"},
+		{"nobody@example.org", "correct horse battery staple"},
+		{"nobody@example.org", ""},
+		{"", ""},
+		{"alice+tag@example.org", "correct horse battery staple"},
+		{"émile@exämple.org", "passworte"},
+	}
+	for _, c := range cases {
+		u, err := b.Authenticate(ctx, c.login, c.pw)
+		if !errors.Is(err, userdb.ErrAuthFailed) || u != nil {
+			t.Errorf("Authenticate(%q, %q) = %v, %v; want nil, ErrAuthFailed", c.login, c.pw, u, err)
+		}
+		if errors.Is(err, userdb.ErrNotFound) {
+			t.Errorf("Authenticate(%q) tells an unknown user apart: %v", c.login, err)
+		}
+		if err != nil && c.pw != "" && strings.Contains(err.Error(), c.pw) {
+			t.Errorf("Authenticate error contains the password: %v", err)
+		}
+	}
+}
+
+func testAuthDisabled(t *testing.T, b Backend) {
+	u, err := b.Authenticate(ctx, "carol@example.org", "carol-pw")
+	if !errors.Is(err, userdb.ErrAuthFailed) || u != nil {
+		t.Fatalf("disabled user: Authenticate = %v, %v; want ErrAuthFailed", u, err)
+	}
+	if l := mustLookup(t, b, "carol@example.org"); !l.Disabled {
+		t.Fatalf("Lookup(disabled user).Disabled = false")
+	}
+}
+
+func testDelimiter(t *testing.T, b Backend) {
+	cases := []struct{ addr, delim, want string }{
+		{"alice+tag@example.org", "+", "alice@example.org"},
+		{"ALICE+Tag@Example.org", "+", "alice@example.org"},
+		{"alice+a+b@example.org", "+", "alice@example.org"},
+		{"dave+lists@example.org", "+", "dave+lists@example.org"}, // exact match wins
+		{"dave+other@example.org", "+", "dave@example.org"},
+		{"alice-tag@example.org", "-", "alice@example.org"},
+		{"alice@example.org", "+", "alice@example.org"},
+	}
+	for _, c := range cases {
+		u, err := userdb.LookupRecipient(ctx, b, c.addr, c.delim)
+		if err != nil || u.Address != c.want {
+			t.Errorf("LookupRecipient(%q, %q) = %v, %v; want %q", c.addr, c.delim, u, err, c.want)
+		}
+	}
+	for _, c := range []struct{ addr, delim string }{
+		{"alice+tag@example.org", ""},
+		{"alice+tag@example.org", "-"},
+		{"nobody+tag@example.org", "+"},
+		{"+tag@example.org", "+"},
+	} {
+		if u, err := userdb.LookupRecipient(ctx, b, c.addr, c.delim); !errors.Is(err, userdb.ErrNotFound) {
+			t.Errorf("LookupRecipient(%q, %q) = %v, %v; want ErrNotFound", c.addr, c.delim, u, err)
+		}
+	}
+}
+
+func testConcurrent(t *testing.T, b Backend) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pw := "correct horse battery staple"
+			if i%2 == 1 {
+				pw = "wrong"
+			}
+			_, err := b.Authenticate(ctx, "alice@example.org", pw)
+			if (i%2 == 0) != (err == nil) {
+				errs <- err
+			}
+			if _, err := b.Lookup(ctx, "bob@example.org"); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent: %v", err)
+	}
+}
+
+func testManageAdd(t *testing.T, b Backend, m userdb.Manager) {
+	if err := m.AddUser(ctx, "  New.User@Example.COM ", "pw1"); err != nil {
+		t.Fatal(err)
+	}
+	u := mustLookup(t, b, "new.user@example.com")
+	if u.Address != "new.user@example.com" || u.Disabled || u.QuotaBytes != 0 {
+		t.Fatalf("new user = %+v", *u)
+	}
+	if _, err := b.Authenticate(ctx, "NEW.USER@example.com", "pw1"); err != nil {
+		t.Fatalf("Authenticate new user: %v", err)
+	}
+	for _, dup := range []string{"new.user@example.com", "NEW.USER@EXAMPLE.COM", "alice@example.org", "bob@example.org"} {
+		if err := m.AddUser(ctx, dup, "other"); !errors.Is(err, userdb.ErrExists) {
+			t.Errorf("AddUser(%q) of an existing user = %v, want ErrExists", dup, err)
+		}
+	}
+	// The failed add did not change the password.
+	if _, err := b.Authenticate(ctx, "alice@example.org", "correct horse battery staple"); err != nil {
+		t.Fatalf("duplicate add changed alice: %v", err)
+	}
+}
+
+func testManageInvalid(t *testing.T, b Backend, m userdb.Manager) {
+	for _, addr := range []string{
+		"", "alice", "@example.org", "alice@", "a b@example.org", "alice@exa mple.org",
+		"al\tice@example.org", "al\x00ice@example.org", "ali\nce@example.org", "a\x7f@example.org",
+		"<alice@example.org>", "\"al ice\"@example.org", ".alice@example.org", "alice.@example.org",
+		"al..ice@example.org", "alice@.example.org", "alice@example..org", "alice@-example.org",
+		"alice@[127.0.0.1]", "alice@exam_ple.org", "a(b)@example.org", "a,b@example.org",
+		"\xff@example.org", strings.Repeat("a", 65) + "@example.org",
+	} {
+		if err := m.AddUser(ctx, addr, "pw"); !errors.Is(err, userdb.ErrInvalidAddress) {
+			t.Errorf("AddUser(%q) = %v, want ErrInvalidAddress", addr, err)
+		}
+	}
+	list, err := m.ListUsers(ctx)
+	if err != nil || len(list) != len(Seeds) {
+		t.Fatalf("after invalid adds ListUsers = %d users, %v; want %d", len(list), err, len(Seeds))
+	}
+}
+
+func testManagePasswd(t *testing.T, b Backend, m userdb.Manager) {
+	if err := m.SetPassword(ctx, "ALICE@example.org", "new pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Authenticate(ctx, "alice@example.org", "correct horse battery staple"); !errors.Is(err, userdb.ErrAuthFailed) {
+		t.Errorf("old password after SetPassword = %v, want ErrAuthFailed", err)
+	}
+	if _, err := b.Authenticate(ctx, "alice@example.org", "new pw"); err != nil {
+		t.Errorf("new password: %v", err)
+	}
+	if _, err := b.Authenticate(ctx, "bob@example.org", "Secret"); err != nil {
+		t.Errorf("SetPassword changed another user: %v", err)
+	}
+	if err := m.SetPassword(ctx, "nobody@example.org", "x"); !errors.Is(err, userdb.ErrNotFound) {
+		t.Errorf("SetPassword(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func testManageDelete(t *testing.T, b Backend, m userdb.Manager) {
+	if err := m.DeleteUser(ctx, "Bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Lookup(ctx, "bob@example.org"); !errors.Is(err, userdb.ErrNotFound) {
+		t.Errorf("Lookup after delete = %v, want ErrNotFound", err)
+	}
+	if _, err := b.Authenticate(ctx, "bob@example.org", "Secret"); !errors.Is(err, userdb.ErrAuthFailed) {
+		t.Errorf("Authenticate after delete = %v, want ErrAuthFailed", err)
+	}
+	if err := m.DeleteUser(ctx, "bob@example.org"); !errors.Is(err, userdb.ErrNotFound) {
+		t.Errorf("second DeleteUser = %v, want ErrNotFound", err)
+	}
+	mustLookup(t, b, "alice@example.org")
+	// The address can be added again.
+	if err := m.AddUser(ctx, "bob@example.org", "again"); err != nil {
+		t.Fatalf("re-add: %v", err)
+	}
+	if _, err := b.Authenticate(ctx, "bob@example.org", "again"); err != nil {
+		t.Errorf("re-added user: %v", err)
+	}
+}
+
+func testManageList(t *testing.T, b Backend, m userdb.Manager) {
+	list, err := m.ListUsers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range list {
+		got = append(got, u.Address)
+		if u.Address == "carol@example.org" && !u.Disabled {
+			t.Errorf("ListUsers: carol not disabled")
+		}
+		if u.Address == "quota@example.net" && u.QuotaBytes != 1<<30 {
+			t.Errorf("ListUsers: quota = %d", u.QuotaBytes)
+		}
+	}
+	want := "alice@example.org bob@example.org carol@example.org dave+lists@example.org dave@example.org quota@example.net émile@exämple.org"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("ListUsers = %q\nwant %q", strings.Join(got, " "), want)
+	}
+}
