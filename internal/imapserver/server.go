@@ -1,6 +1,20 @@
 // Package imapserver is the IMAP engine: connection state machine
 // (RFC 3501 §3, RFC 9051 §3), commands and extensions. It parses and
 // encodes with imapwire and keeps mail state only through mailstore.
+//
+// Each connection is served by one goroutine that owns the socket; the only
+// other goroutine a connection starts is the reader that waits for "DONE"
+// during IDLE, which ends before IDLE returns. Responses are never written
+// while a mailstore call is in progress: message data is copied out of
+// mailstore callbacks first, then written.
+//
+// Sequence numbers (RFC 3501 §7.4.1, RFC 9051 §7.5.1): a selected session
+// keeps its own sequence-number → UID map. It learns of other sessions'
+// changes with Account.Changes and reports them (EXISTS, RECENT, FETCH
+// FLAGS, EXPUNGE) only at the end of a command, before its tagged response,
+// and during IDLE. EXPUNGE is withheld while answering FETCH, STORE and
+// SEARCH (not their UID forms); withheld expunged messages keep their
+// sequence numbers until reported.
 package imapserver
 
 import (
@@ -9,6 +23,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/bucketmail/bucketmail/internal/mailstore"
 	"github.com/bucketmail/bucketmail/internal/userdb"
@@ -27,22 +44,195 @@ type Options struct {
 	// MaxAppendSize bounds APPEND literals in bytes (default 50 MiB).
 	MaxAppendSize int64
 	Logger        *slog.Logger
+	// IdleTimeout is the autologout timer (RFC 3501 §5.4): a connection
+	// that sends nothing for this long is closed. Default 30 minutes.
+	IdleTimeout time.Duration
+	// Trace logs every client and server line at slog.LevelDebug, with
+	// LOGIN and AUTHENTICATE arguments redacted and literal data summarised.
+	Trace bool
 }
 
 // Server serves IMAP on any number of listeners.
 type Server struct {
 	opts Options
+	log  *slog.Logger
+
+	nextID atomic.Uint64
+
+	mu        sync.Mutex
+	closing   bool
+	closingCh chan struct{}
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // one per connection goroutine
+
+	recent recentTracker
 }
 
 // New returns a server.
-func New(opts Options) *Server { return &Server{opts: opts} }
+func New(opts Options) *Server {
+	if opts.MaxAppendSize <= 0 {
+		opts.MaxAppendSize = 50 << 20
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 30 * time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		opts:      opts,
+		log:       log,
+		closingCh: make(chan struct{}),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+		recent:    recentTracker{claimed: map[recentKey]uint32{}},
+	}
+}
 
-// Serve accepts connections on ln until Shutdown. With implicitTLS the
-// connection starts with a TLS handshake (port 993 style).
+// Serve accepts connections on ln until Shutdown, then returns nil. With
+// implicitTLS the connection starts with a TLS handshake (port 993 style),
+// using Options.TLS, which must then be set. Serve closes ln.
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	return errors.New("imapserver: not implemented")
+	if implicitTLS && s.opts.TLS == nil {
+		ln.Close()
+		return errors.New("imapserver: serve: implicit TLS without a TLS config")
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if implicitTLS {
+			nc = tls.Server(nc, s.opts.TLS)
+		}
+		if !s.startConn(nc, implicitTLS) {
+			return nil
+		}
+	}
+}
+
+// startConn registers and starts a connection goroutine. It reports false
+// (and closes nc) when the server is shutting down.
+func (s *Server) startConn(nc net.Conn, isTLS bool) bool {
+	c := newConn(s, nc, isTLS)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+		c.serve()
+	}()
+	return true
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // Shutdown stops accepting, tells idle clients BYE and waits for commands
-// in progress until ctx ends, then closes the remaining connections.
-func (s *Server) Shutdown(ctx context.Context) error { return nil }
+// in progress until ctx ends, then closes the remaining connections and
+// returns ctx.Err(). It returns nil when every connection ended in time.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.closingCh)
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	// Connections waiting for a command are woken by a read deadline in
+	// the past; they say BYE and close. Those in a command finish it first.
+	for _, c := range conns {
+		c.wakeIfWaiting()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.forceClose()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// recentKey names a mailbox for \Recent bookkeeping.
+type recentKey struct {
+	account   string
+	mailboxID int64
+}
+
+// recentTracker decides which session sees a message as \Recent (RFC 3501
+// §2.3.2): the first session to select the mailbox (read-write) after the
+// message arrived. It lives in memory: after a restart every message is
+// recent to the first session again.
+type recentTracker struct {
+	mu      sync.Mutex
+	claimed map[recentKey]uint32 // highest UID already given to a session
+}
+
+// claim returns the highest UID claimed before and, unless peek, records
+// maxUID as claimed.
+func (r *recentTracker) claim(k recentKey, maxUID uint32, peek bool) uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.claimed[k]
+	if !peek && maxUID > prev {
+		r.claimed[k] = maxUID
+	}
+	return prev
+}

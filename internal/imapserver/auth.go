@@ -1,0 +1,166 @@
+package imapserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/imapwire"
+	"github.com/bucketmail/bucketmail/internal/userdb"
+)
+
+// cmdStartTLS implements STARTTLS (RFC 3501 §6.2.1, RFC 9051 §6.2.1).
+// Bytes the client pipelined after the command are a protocol violation
+// (command injection) and end the connection.
+func (c *conn) cmdStartTLS(tag string) error {
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if c.br.Buffered() > 0 {
+		c.writeBye("Data after STARTTLS")
+		c.state = stateLogout
+		return errConnDone
+	}
+	c.tagged(tag, okText("Begin TLS negotiation now"))
+	if err := c.enc.Flush(); err != nil {
+		return errConnDone
+	}
+	tc := tls.Server(c.nc, c.srv.opts.TLS)
+	c.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.log.Debug("imap: STARTTLS handshake failed", slog.Any("err", err))
+		c.state = stateLogout
+		return errConnDone
+	}
+	c.nc.SetDeadline(time.Time{})
+	c.mu.Lock()
+	c.nc = tc
+	c.mu.Unlock()
+	c.isTLS = true
+	c.setupIO()
+	c.state = stateNotAuth
+	return errAnswered
+}
+
+// errAnswered: the handler already wrote its tagged response.
+var errAnswered = errors.New("imapserver: answered")
+
+// cmdLogin implements LOGIN (RFC 3501 §6.2.3).
+func (c *conn) cmdLogin(tag string) error {
+	if err := c.dec.SP(); err != nil {
+		return err
+	}
+	user, err := c.dec.AString()
+	if err != nil {
+		return err
+	}
+	if err := c.dec.SP(); err != nil {
+		return err
+	}
+	pass, err := c.dec.AString()
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	return c.login(user, pass)
+}
+
+// login authenticates and moves to the authenticated state.
+func (c *conn) login(address, password string) error {
+	if !c.authAllowed() {
+		return no("PRIVACYREQUIRED", "Plaintext authentication requires TLS")
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	u, err := c.srv.opts.Auth.Authenticate(ctx, userdb.Normalize(address), password)
+	if err != nil {
+		if errors.Is(err, userdb.ErrAuthFailed) {
+			c.authFails++
+			c.log.Info("imap: authentication failed", slog.String("user", userdb.Normalize(address)))
+			if c.authFails >= 5 {
+				c.writeBye("Too many authentication failures")
+				c.state = stateLogout
+				return errConnDone
+			}
+			return no("AUTHENTICATIONFAILED", "Authentication failed")
+		}
+		return err
+	}
+	acct, err := c.srv.opts.Store.Account(ctx, u.Account)
+	if err != nil {
+		return err
+	}
+	c.user, c.acct = u, acct
+	c.watch, c.stopWatch = acct.Watch()
+	c.state = stateAuth
+	c.log = c.baseLog.With(slog.String("user", u.Account))
+	c.log.Info("imap: logged in")
+	return okCode("CAPABILITY "+c.capabilities(), "Logged in")
+}
+
+// cmdAuthenticate implements AUTHENTICATE PLAIN (RFC 3501 §6.2.2, RFC 4616)
+// with an initial response (SASL-IR, RFC 4959). A "*" response cancels.
+func (c *conn) cmdAuthenticate(tag string) error {
+	if err := c.dec.SP(); err != nil {
+		return err
+	}
+	mech, err := c.dec.Atom()
+	if err != nil {
+		return err
+	}
+	var ir string
+	haveIR := false
+	if !c.dec.AtEOL() {
+		if err := c.dec.SP(); err != nil {
+			return err
+		}
+		if ir, err = c.dec.Atom(); err != nil {
+			return err
+		}
+		haveIR = true
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mech, "PLAIN") {
+		return no("CANNOT", "Unsupported authentication mechanism")
+	}
+	if !c.authAllowed() {
+		return no("PRIVACYREQUIRED", "Plaintext authentication requires TLS")
+	}
+	var raw []byte
+	if haveIR {
+		raw, err = imapwire.DecodeAuthData(ir)
+	} else {
+		c.enc.Raw("+ ").CRLF()
+		if err := c.enc.Flush(); err != nil {
+			return err
+		}
+		raw, err = c.dec.AuthResponse(8192)
+	}
+	if errors.Is(err, imapwire.ErrAuthCancelled) {
+		return bad("Authentication cancelled")
+	}
+	if err != nil {
+		var se *imapwire.SyntaxError
+		if errors.As(err, &se) && !errors.Is(err, imapwire.ErrLineTooLong) {
+			return bad(se.Msg) // the line was consumed
+		}
+		return err
+	}
+	parts := bytes.Split(raw, []byte{0})
+	if len(parts) != 3 {
+		return bad("Invalid PLAIN response")
+	}
+	authz, authc, pass := string(parts[0]), string(parts[1]), string(parts[2])
+	if authz != "" && userdb.Normalize(authz) != userdb.Normalize(authc) {
+		return no("AUTHORIZATIONFAILED", "Authorization identity not allowed")
+	}
+	return c.login(authc, pass)
+}

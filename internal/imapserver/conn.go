@@ -1,0 +1,716 @@
+package imapserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/blob"
+	"github.com/bucketmail/bucketmail/internal/imapwire"
+	"github.com/bucketmail/bucketmail/internal/mailstore"
+	"github.com/bucketmail/bucketmail/internal/userdb"
+)
+
+// state is the connection state (RFC 3501 §3).
+type state uint8
+
+const (
+	stateNotAuth state = 1 << iota
+	stateAuth
+	stateSelected
+	stateLogout
+)
+
+const (
+	anyState   = stateNotAuth | stateAuth | stateSelected
+	authStates = stateAuth | stateSelected
+)
+
+// conn is one client connection. All fields except mu-guarded ones are
+// owned by the connection goroutine.
+type conn struct {
+	srv      *Server
+	id       uint64
+	nc       net.Conn
+	isTLS    bool
+	loopback bool
+	remote   string
+	baseLog  *slog.Logger
+	log      *slog.Logger
+
+	ctx    context.Context // the connection's root context
+	cancel context.CancelFunc
+
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	dec *imapwire.Decoder
+	enc *imapwire.Encoder
+	io  *ioState
+	tr  *tracer
+
+	mu      sync.Mutex // guards waiting, closed
+	waiting bool       // blocked reading the next command's tag
+	closed  bool
+
+	state     state
+	user      *userdb.User
+	acct      *mailstore.Account
+	watch     <-chan struct{}
+	stopWatch func()
+	sel       *selected
+	utf8      bool // ENABLE UTF8=ACCEPT or IMAP4rev2 (RFC 6855, RFC 9051)
+	rev2      bool // ENABLE IMAP4rev2
+	saved     []uint32
+	authFails int
+}
+
+// ioState records the first I/O error on the socket, so that the command
+// loop can tell a dead connection from a command error.
+type ioState struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (s *ioState) set(err error) {
+	if err == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
+
+func (s *ioState) get() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+type trackedReader struct {
+	r io.Reader
+	s *ioState
+}
+
+func (t trackedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil {
+		t.s.set(err)
+	}
+	return n, err
+}
+
+type trackedWriter struct {
+	w io.Writer
+	s *ioState
+}
+
+func (t trackedWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if err != nil {
+		t.s.set(err)
+	}
+	return n, err
+}
+
+func newConn(s *Server, nc net.Conn, isTLS bool) *conn {
+	c := &conn{srv: s, id: s.nextID.Add(1), nc: nc, isTLS: isTLS, state: stateNotAuth}
+	if ra := nc.RemoteAddr(); ra != nil {
+		c.remote = ra.String()
+		if ta, ok := ra.(*net.TCPAddr); ok {
+			c.loopback = ta.IP.IsLoopback()
+		} else if ra.Network() == "unix" {
+			c.loopback = true
+		}
+	}
+	c.baseLog = s.log.With(slog.Uint64("conn", c.id), slog.String("remote", c.remote))
+	c.log = c.baseLog
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.io = &ioState{}
+	if s.opts.Trace {
+		c.tr = &tracer{log: c.baseLog}
+	}
+	c.setupIO()
+	return c
+}
+
+// setupIO (re)creates the buffered reader/writer, decoder and encoder on
+// c.nc (again after STARTTLS).
+func (c *conn) setupIO() {
+	var r io.Reader = trackedReader{c.nc, c.io}
+	var w io.Writer = trackedWriter{c.nc, c.io}
+	if c.tr != nil {
+		r = &traceReader{r: r, t: c.tr}
+		w = &traceWriter{w: w, t: c.tr}
+	}
+	c.br = bufio.NewReaderSize(r, 16<<10)
+	c.bw = bufio.NewWriterSize(w, 32<<10)
+	c.dec = imapwire.NewDecoder(c.br, c.continueLiteral)
+	c.dec.MaxLiteral = 64 << 10
+	c.dec.MaxStream = c.srv.opts.MaxAppendSize
+	c.dec.UTF8 = c.utf8
+	c.enc = imapwire.NewEncoder(c.bw)
+	c.enc.UTF8 = c.utf8
+}
+
+func (c *conn) continueLiteral() error {
+	c.bw.WriteString("+ Ready for literal data\r\n")
+	return c.bw.Flush()
+}
+
+// wakeIfWaiting is called by Shutdown: a connection blocked reading its
+// next command gets a read deadline in the past.
+func (c *conn) wakeIfWaiting() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting && !c.closed {
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+// forceClose closes the socket from another goroutine (Shutdown after its
+// deadline); the connection goroutine then fails its next I/O and ends.
+func (c *conn) forceClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		c.nc.Close()
+	}
+	c.cancel()
+}
+
+func (c *conn) close() {
+	if c.stopWatch != nil {
+		c.stopWatch()
+		c.stopWatch = nil
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		c.nc.Close()
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// serve runs the connection until LOGOUT, an I/O error or shutdown.
+func (c *conn) serve() {
+	defer c.close()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("imap: panic in connection", slog.Any("panic", r))
+		}
+	}()
+	c.log.Debug("imap: connected", slog.Bool("tls", c.isTLS))
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		c.nc.SetDeadline(time.Now().Add(30 * time.Second))
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			c.log.Debug("imap: TLS handshake failed", slog.Any("err", err))
+			return
+		}
+		c.nc.SetDeadline(time.Time{})
+	}
+	c.enc.Raw("* OK [CAPABILITY " + c.capabilities() + "] bucketmail ready").CRLF()
+	if c.enc.Flush() != nil {
+		return
+	}
+	for c.state != stateLogout {
+		if !c.command() {
+			return
+		}
+	}
+}
+
+// waitTag reads the next command's tag, with the autologout deadline.
+func (c *conn) waitTag() (string, error) {
+	c.mu.Lock()
+	if c.srv.isClosing() {
+		c.mu.Unlock()
+		return "", errShutdown
+	}
+	c.waiting = true
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+	c.mu.Unlock()
+	tag, err := c.dec.Tag()
+	c.mu.Lock()
+	c.waiting = false
+	c.mu.Unlock()
+	if err != nil && c.srv.isClosing() {
+		return "", errShutdown
+	}
+	return tag, err
+}
+
+var errShutdown = errors.New("imapserver: shutting down")
+
+// command reads and runs one command. It reports false when the
+// connection must end.
+func (c *conn) command() bool {
+	tag, err := c.waitTag()
+	if err != nil {
+		var se *imapwire.SyntaxError
+		switch {
+		case errors.Is(err, errShutdown):
+			c.writeBye("Server shutting down")
+			return false
+		case errors.As(err, &se) && c.io.get() == nil:
+			c.enc.Raw("* BAD " + sanitize(se.Msg)).CRLF()
+			if c.dec.DiscardLine() != nil {
+				return false
+			}
+			return c.enc.Flush() == nil
+		default:
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.writeBye("Autologout; idle for too long")
+			}
+			return false
+		}
+	}
+	name, err := c.commandName()
+	if err != nil {
+		return c.finishError(tag, "", err)
+	}
+	h, ok := c.lookup(name)
+	if !ok {
+		if c.dec.DiscardLine() != nil {
+			return false
+		}
+		c.tagged(tag, &status{kind: "BAD", text: "Unknown command"})
+		return c.enc.Flush() == nil
+	}
+	if c.state&h.states == 0 {
+		if c.dec.DiscardLine() != nil {
+			return false
+		}
+		text := "Not allowed in this state"
+		switch {
+		case c.state == stateNotAuth:
+			text = "Log in first"
+		case h.states == stateSelected:
+			text = "No mailbox selected"
+		case h.states == stateNotAuth:
+			text = "Already authenticated"
+		}
+		c.tagged(tag, &status{kind: "NO", text: text})
+		return c.enc.Flush() == nil
+	}
+	c.log.Debug("imap: command", slog.String("tag", tag), slog.String("cmd", name))
+	err = h.fn(c, tag)
+	return c.finishError(tag, name, err) && c.finish(tag, name, h, err)
+}
+
+// finishError handles a syntax or connection error; it reports false when
+// the connection must end. For other errors it does nothing.
+func (c *conn) finishError(tag, name string, err error) bool {
+	if err == nil {
+		return true
+	}
+	if c.io.get() != nil || errors.Is(err, errConnDone) {
+		return false
+	}
+	var se *imapwire.SyntaxError
+	if errors.As(err, &se) {
+		// Answer first: a refused synchronizing literal is never sent, so
+		// the client must see the answer before DiscardLine can finish.
+		st := bad(se.Msg)
+		if name != "" {
+			st.text = name + ": " + se.Msg
+		}
+		switch {
+		case errors.Is(err, imapwire.ErrLiteralTooLarge):
+			st = no("TOOBIG", "Literal too large")
+		case errors.Is(err, imapwire.ErrBadCharset):
+			st = no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+		}
+		c.tagged(tag, st)
+		c.tr.endCommand(tag)
+		if c.enc.Flush() != nil {
+			return false
+		}
+		return c.dec.DiscardLine() == nil
+	}
+	return true
+}
+
+// errConnDone: the handler already ended the connection (BYE sent).
+var errConnDone = errors.New("imapserver: connection done")
+
+// finish reports pending mailbox changes and writes the tagged response.
+func (c *conn) finish(tag, name string, h cmdHandler, err error) bool {
+	var se *imapwire.SyntaxError
+	if err != nil && errors.As(err, &se) {
+		return true // already answered by finishError
+	}
+	if errors.Is(err, errAnswered) {
+		c.tr.endCommand(tag)
+		return c.enc.Flush() == nil
+	}
+	st := c.toStatus(name, err)
+	if c.state == stateSelected && !h.noSync {
+		if err := c.sync(!h.noExpunge); err != nil {
+			return false
+		}
+	}
+	if c.state == stateLogout {
+		return false
+	}
+	c.tagged(tag, st)
+	c.tr.endCommand(tag)
+	return c.enc.Flush() == nil
+}
+
+// status is a tagged (or untagged) status response; as an error it is
+// the answer to the command.
+type status struct {
+	kind string // OK, NO, BAD
+	code string // response code without brackets, or ""
+	text string
+}
+
+func (s *status) Error() string { return s.kind + " [" + s.code + "] " + s.text }
+
+func okText(text string) *status       { return &status{kind: "OK", text: text} }
+func okCode(code, text string) *status { return &status{kind: "OK", code: code, text: text} }
+func no(code, text string) *status     { return &status{kind: "NO", code: code, text: text} }
+func bad(text string) *status          { return &status{kind: "BAD", text: text} }
+
+func (c *conn) tagged(tag string, st *status) {
+	c.enc.Atom(tag).SP().Atom(st.kind)
+	if st.code != "" {
+		c.enc.SP().Raw("[" + st.code + "]")
+	}
+	c.enc.SP().Raw(sanitize(st.text)).CRLF()
+}
+
+func (c *conn) untaggedStatus(st *status) {
+	c.tagged("*", st)
+}
+
+func (c *conn) writeBye(text string) {
+	c.enc.Raw("* BYE " + text).CRLF()
+	c.enc.Flush()
+}
+
+// sanitize keeps response text on one line.
+func sanitize(s string) string {
+	if s == "" {
+		return "."
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// toStatus turns a handler's result into the tagged response. Errors that
+// are not protocol answers are mapped from their sentinels; unknown ones
+// are logged once here and answered NO [SERVERBUG].
+func (c *conn) toStatus(name string, err error) *status {
+	if err == nil {
+		return okText(name + " completed")
+	}
+	var st *status
+	if errors.As(err, &st) {
+		return st
+	}
+	switch {
+	case errors.Is(err, mailstore.ErrNoMailbox):
+		return no("NONEXISTENT", "Mailbox does not exist")
+	case errors.Is(err, mailstore.ErrMailboxExists):
+		return no("ALREADYEXISTS", "Mailbox already exists")
+	case errors.Is(err, mailstore.ErrInboxDelete):
+		return no("CANNOT", "INBOX cannot be deleted")
+	case errors.Is(err, mailstore.ErrHasChildren):
+		return no("CANNOT", "Mailbox has children")
+	case errors.Is(err, mailstore.ErrBadName):
+		return no("CANNOT", "Invalid mailbox name")
+	case errors.Is(err, mailstore.ErrOverQuota):
+		return no("OVERQUOTA", "Over quota")
+	case errors.Is(err, mailstore.ErrTooLarge):
+		return no("TOOBIG", "Message too large")
+	case blob.IsTemporary(err), errors.Is(err, userdb.ErrUnavailable):
+		c.log.Warn("imap: temporary failure", slog.String("cmd", name), slog.Any("err", err))
+		return no("UNAVAILABLE", "Temporary failure, try again later")
+	case errors.Is(err, context.Canceled):
+		return no("UNAVAILABLE", "Server shutting down")
+	}
+	c.log.Error("imap: command failed", slog.String("cmd", name), slog.Any("err", err))
+	return no("SERVERBUG", "Internal server error")
+}
+
+// commandName reads the command name (and the UID sub-command).
+func (c *conn) commandName() (string, error) {
+	if err := c.dec.SP(); err != nil {
+		return "", err
+	}
+	name, err := c.dec.Atom()
+	if err != nil {
+		return "", err
+	}
+	name = strings.ToUpper(name)
+	if name == "UID" {
+		if err := c.dec.SP(); err != nil {
+			return "", err
+		}
+		sub, err := c.dec.Atom()
+		if err != nil {
+			return "", err
+		}
+		name += " " + strings.ToUpper(sub)
+	}
+	return name, nil
+}
+
+// cmdHandler describes a command.
+type cmdHandler struct {
+	states state
+	fn     func(c *conn, tag string) error
+	// noExpunge: EXPUNGE responses must not be sent while this command is
+	// in progress (RFC 3501 §7.4.1: FETCH, STORE, SEARCH).
+	noExpunge bool
+	// noSync: do not report mailbox changes (the command does it itself).
+	noSync bool
+}
+
+func (c *conn) lookup(name string) (cmdHandler, bool) {
+	switch name {
+	case "CAPABILITY":
+		return cmdHandler{states: anyState, fn: (*conn).cmdCapability}, true
+	case "NOOP":
+		return cmdHandler{states: anyState, fn: (*conn).cmdNoop}, true
+	case "LOGOUT":
+		return cmdHandler{states: anyState, fn: (*conn).cmdLogout, noSync: true}, true
+	case "ID":
+		return cmdHandler{states: anyState, fn: (*conn).cmdID}, true
+	case "STARTTLS":
+		if c.srv.opts.TLS == nil || c.isTLS {
+			return cmdHandler{}, false
+		}
+		return cmdHandler{states: stateNotAuth, fn: (*conn).cmdStartTLS}, true
+	case "LOGIN":
+		return cmdHandler{states: stateNotAuth, fn: (*conn).cmdLogin}, true
+	case "AUTHENTICATE":
+		return cmdHandler{states: stateNotAuth, fn: (*conn).cmdAuthenticate}, true
+	case "ENABLE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdEnable}, true
+	case "SELECT":
+		return cmdHandler{states: authStates, fn: (*conn).cmdSelect, noSync: true}, true
+	case "EXAMINE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdExamine, noSync: true}, true
+	case "CREATE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdCreate}, true
+	case "DELETE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdDelete}, true
+	case "RENAME":
+		return cmdHandler{states: authStates, fn: (*conn).cmdRename}, true
+	case "SUBSCRIBE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdSubscribe}, true
+	case "UNSUBSCRIBE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdUnsubscribe}, true
+	case "LIST":
+		return cmdHandler{states: authStates, fn: (*conn).cmdList}, true
+	case "LSUB":
+		return cmdHandler{states: authStates, fn: (*conn).cmdLsub}, true
+	case "NAMESPACE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdNamespace}, true
+	case "STATUS":
+		return cmdHandler{states: authStates, fn: (*conn).cmdStatus}, true
+	case "APPEND":
+		return cmdHandler{states: authStates, fn: (*conn).cmdAppend}, true
+	case "IDLE":
+		return cmdHandler{states: authStates, fn: (*conn).cmdIdle}, true
+	case "CHECK":
+		return cmdHandler{states: stateSelected, fn: (*conn).cmdNoop}, true
+	case "CLOSE":
+		return cmdHandler{states: stateSelected, fn: (*conn).cmdClose, noSync: true}, true
+	case "UNSELECT":
+		return cmdHandler{states: stateSelected, fn: (*conn).cmdUnselect, noSync: true}, true
+	case "EXPUNGE":
+		return cmdHandler{states: stateSelected, fn: (*conn).cmdExpunge}, true
+	case "UID EXPUNGE":
+		return cmdHandler{states: stateSelected, fn: (*conn).cmdUIDExpunge}, true
+	case "SEARCH":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdSearch(tag, false) }, noExpunge: true}, true
+	case "UID SEARCH":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdSearch(tag, true) }}, true
+	case "FETCH":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdFetch(tag, false) }, noExpunge: true}, true
+	case "UID FETCH":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdFetch(tag, true) }}, true
+	case "STORE":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdStore(tag, false) }, noExpunge: true}, true
+	case "UID STORE":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdStore(tag, true) }}, true
+	case "COPY":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdCopy(tag, false, false) }}, true
+	case "UID COPY":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdCopy(tag, true, false) }}, true
+	case "MOVE":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdCopy(tag, false, true) }}, true
+	case "UID MOVE":
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdCopy(tag, true, true) }}, true
+	}
+	return cmdHandler{}, false
+}
+
+// capabilities returns the CAPABILITY list for the current state.
+func (c *conn) capabilities() string {
+	caps := []string{"IMAP4rev1", "IMAP4rev2"}
+	if c.state == stateNotAuth {
+		if c.srv.opts.TLS != nil && !c.isTLS {
+			caps = append(caps, "STARTTLS")
+		}
+		if c.authAllowed() {
+			caps = append(caps, "AUTH=PLAIN", "SASL-IR")
+		} else {
+			caps = append(caps, "LOGINDISABLED")
+		}
+	}
+	caps = append(caps, "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN",
+		"SPECIAL-USE", "UIDPLUS", "MOVE", "ESEARCH", "UTF8=ACCEPT")
+	return strings.Join(caps, " ")
+}
+
+// authAllowed reports whether plaintext authentication is allowed now
+// (DESIGN §7: refused without TLS except on loopback, unless configured).
+func (c *conn) authAllowed() bool {
+	return c.isTLS || c.loopback || c.srv.opts.AllowInsecureAuth
+}
+
+func (c *conn) cmdCapability(tag string) error {
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	c.enc.Raw("* CAPABILITY " + c.capabilities()).CRLF()
+	return nil
+}
+
+func (c *conn) cmdNoop(tag string) error {
+	return c.dec.CRLF()
+}
+
+func (c *conn) cmdLogout(tag string) error {
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	c.enc.Raw("* BYE Logging out").CRLF()
+	c.tagged(tag, okText("LOGOUT completed"))
+	c.enc.Flush()
+	c.state = stateLogout
+	return errConnDone
+}
+
+// cmdID answers ID (RFC 2971). The client's parameters are logged.
+func (c *conn) cmdID(tag string) error {
+	if err := c.dec.SP(); err != nil {
+		return err
+	}
+	var params []string
+	b, err := c.dec.PeekByte()
+	if err != nil {
+		return err
+	}
+	if b == '(' {
+		err = c.dec.List(func() error {
+			s, _, err := c.dec.NString()
+			if err != nil {
+				return err
+			}
+			params = append(params, s)
+			return nil
+		})
+	} else {
+		var a string
+		a, err = c.dec.Atom()
+		if err == nil && !strings.EqualFold(a, "NIL") {
+			err = &imapwire.SyntaxError{Msg: "expected NIL or a list"}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if len(params) > 0 {
+		c.log.Debug("imap: client id", slog.Any("id", params))
+	}
+	c.enc.Raw(`* ID ("name" "bucketmail" "vendor" "bucketmail")`).CRLF()
+	return nil
+}
+
+// cmdEnable implements ENABLE (RFC 5161) for UTF8=ACCEPT (RFC 6855) and
+// IMAP4rev2 (RFC 9051).
+func (c *conn) cmdEnable(tag string) error {
+	var caps []string
+	for !c.dec.AtEOL() {
+		if err := c.dec.SP(); err != nil {
+			return err
+		}
+		a, err := c.dec.Atom()
+		if err != nil {
+			return err
+		}
+		caps = append(caps, a)
+	}
+	if len(caps) == 0 {
+		return &imapwire.SyntaxError{Msg: "ENABLE needs a capability"}
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	var enabled []string
+	for _, a := range caps {
+		switch strings.ToUpper(a) {
+		case "UTF8=ACCEPT":
+			if !c.utf8 {
+				enabled = append(enabled, "UTF8=ACCEPT")
+			}
+			c.utf8 = true
+		case "IMAP4REV2":
+			if !c.rev2 {
+				enabled = append(enabled, "IMAP4rev2")
+			}
+			c.rev2, c.utf8 = true, true
+		}
+	}
+	c.dec.UTF8, c.enc.UTF8 = c.utf8, c.utf8
+	c.enc.Raw("* ENABLED")
+	for _, e := range enabled {
+		c.enc.SP().Atom(e)
+	}
+	c.enc.CRLF()
+	return nil
+}
+
+// readMailbox reads a mailbox argument and returns it in the store's
+// UTF-8 form: decoded from modified UTF-7 (RFC 3501 §5.1.3) unless UTF-8
+// is enabled; "INBOX" and "INBOX/..." in any case become "INBOX...".
+func (c *conn) readMailbox() (string, error) {
+	name, err := c.dec.MailboxUTF8()
+	if err != nil {
+		return "", err
+	}
+	if len(name) > 5 && strings.EqualFold(name[:6], "INBOX/") {
+		name = "INBOX" + name[5:]
+	}
+	return name, nil
+}
+
+// errorf builds an internal error with the package prefix.
+func errorf(format string, args ...any) error {
+	return fmt.Errorf("imapserver: "+format, args...)
+}
