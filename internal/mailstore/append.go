@@ -172,7 +172,7 @@ func (a *Account) insertMessage(ctx context.Context, tx *sql.Tx, mailboxID int64
 		modseq, int64(uid)+1, mailboxID); err != nil {
 		return 0, 0, err
 	}
-	ckw, err := canonKeywords(ctx, tx, a.id, kws)
+	ckw, err := canonKeywords(ctx, tx, a.id, kws, true)
 	if err != nil {
 		return 0, 0, err
 	}

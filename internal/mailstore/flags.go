@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -87,21 +88,26 @@ func flagList(bits int64, keywords string) []string {
 	return out
 }
 
-// canonKeywords maps keywords to the account's stored spelling, recording
-// new ones, and returns them sorted. Run inside a write transaction.
-func canonKeywords(ctx context.Context, tx *sql.Tx, accountID int64, kws []string) ([]string, error) {
+// canonKeywords maps keywords to the account's stored spelling and
+// returns them sorted. With record, new keywords are recorded (as
+// written); without, unknown ones are returned as written and not
+// recorded (for a flag removal). Run inside a write transaction.
+func canonKeywords(ctx context.Context, tx *sql.Tx, accountID int64, kws []string, record bool) ([]string, error) {
 	if len(kws) == 0 {
 		return nil, nil
 	}
 	out := make([]string, 0, len(kws))
 	for _, k := range kws {
 		l := strings.ToLower(k)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO keywords (account_id, lname, name) VALUES (?, ?, ?)
-			ON CONFLICT DO NOTHING`, accountID, l, k); err != nil {
-			return nil, err
+		if record {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO keywords (account_id, lname, name) VALUES (?, ?, ?)
+				ON CONFLICT DO NOTHING`, accountID, l, k); err != nil {
+				return nil, err
+			}
 		}
-		var name string
-		if err := tx.QueryRowContext(ctx, `SELECT name FROM keywords WHERE account_id = ? AND lname = ?`, accountID, l).Scan(&name); err != nil {
+		name := k
+		err := tx.QueryRowContext(ctx, `SELECT name FROM keywords WHERE account_id = ? AND lname = ?`, accountID, l).Scan(&name)
+		if err != nil && !(errors.Is(err, sql.ErrNoRows) && !record) {
 			return nil, err
 		}
 		out = append(out, name)

@@ -39,7 +39,8 @@ func (s *Store) account(ctx context.Context, name string) (*Account, error) {
 		}
 		now := time.Now().Unix()
 		if err := tx.QueryRowContext(ctx, `INSERT INTO accounts (name, next_uidvalidity, created)
-			VALUES (?, ?, ?) RETURNING id`, name, now, now).Scan(&id); err != nil {
+			VALUES (?, max(?, coalesce((SELECT value FROM counters WHERE name = 'uidvalidity-floor'), 0)), ?)
+			RETURNING id`, name, now, now).Scan(&id); err != nil {
 			return err
 		}
 		for _, d := range DefaultMailboxes {
@@ -89,6 +90,11 @@ func (s *Store) deleteAccount(ctx context.Context, name string) error {
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value)
+			SELECT 'uidvalidity-floor', next_uidvalidity FROM accounts WHERE id = ?
+			ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)`, id); err != nil {
 			return err
 		}
 		// Messages and expunge logs go with their mailboxes; then the

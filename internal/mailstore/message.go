@@ -183,7 +183,7 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 		if err != nil {
 			return err
 		}
-		ckw, err := canonKeywords(ctx, tx, a.id, kws)
+		ckw, err := canonKeywords(ctx, tx, a.id, kws, op != Remove)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,11 @@ package metadb
 //	               per-account UIDVALIDITY counter, seeded with the time of
 //	               creation, so a mailbox deleted and created again (or
 //	               renamed away and created again) gets a new UIDVALIDITY.
+//	counters       named global counters. "uidvalidity-floor": when an
+//	               account is deleted its UIDVALIDITY counter is kept here,
+//	               and a new account starts above it, so an account deleted
+//	               and created again within a second never repeats a
+//	               UIDVALIDITY.
 //	mailboxes      id is AUTOINCREMENT: an id is never reused, so a
 //	               session holding an id of a deleted mailbox finds
 //	               nothing. uidnext never goes down; highestmodseq is the
@@ -42,6 +47,10 @@ CREATE TABLE accounts (
 	next_uidvalidity INTEGER NOT NULL,
 	created          INTEGER NOT NULL
 );
+CREATE TABLE counters (
+	name  TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE mailboxes (
 	id            INTEGER PRIMARY KEY AUTOINCREMENT,
 	account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
