@@ -19,10 +19,6 @@
 // message's root part, whose HeaderStart == p.BodyStart.
 package mime
 
-import (
-	"io"
-)
-
 // HeaderField is one header field as it appears in the message.
 type HeaderField struct {
 	Name  string // as written, e.g. "Content-Type"
@@ -33,40 +29,14 @@ type HeaderField struct {
 // Header is the ordered list of a part's header fields.
 type Header []HeaderField
 
-// Get returns the unfolded value of the first field named name
-// (case-insensitive), and whether there was one.
-func (h Header) Get(name string) (string, bool) {
-	for _, f := range h {
-		if equalFold(f.Name, name) {
-			return f.Value, true
-		}
-	}
-	return "", false
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-// Param is a Content-Type or Content-Disposition parameter after RFC 2231
-// decoding (continuations joined, charset'lang'%XX decoded to UTF-8).
+// Param is a Content-Type or Content-Disposition parameter as IMAP
+// BODYSTRUCTURE reports it (RFC 3501 §7.4.2 body-fld-param), following
+// Dovecot: RFC 2231 continuations (name*0, name*1, ...) are joined, an
+// extended parameter keeps its trailing "*" in Name and its
+// charset'lang'%XX value undecoded, and RFC 2047 words are left as they
+// are. Use DecodeParam for the decoded UTF-8 value.
 type Param struct {
-	Name  string // as written, e.g. "charset"
+	Name  string // as written, e.g. "charset" or "filename*"
 	Value string
 }
 
@@ -75,19 +45,34 @@ type Part struct {
 	HeaderStart int64
 	BodyStart   int64
 	End         int64
-	Lines       int64 // lines in the body (IMAP body-fld-lines)
+	Lines       int64 // LF count in [BodyStart, End) (IMAP body-fld-lines; CRLF and LF count alike)
 
 	// Content-Type, defaulted as RFC 2045 §5.2 says (text/plain
 	// charset=us-ascii; message/rfc822 inside multipart/digest). Type and
-	// Subtype are as IMAP reports them (Dovecot's case conventions).
+	// Subtype are as IMAP reports them: the case written in the header
+	// (Dovecot keeps it), "" when the header is unparsable.
 	Type, Subtype string
 	Params        []Param
 
-	ID, Description, Encoding, MD5 string // Content-ID, -Description, -Transfer-Encoding (default "7bit"), -MD5
+	ID, Description, Encoding, MD5 string // Content-ID, -Description, -Transfer-Encoding ("" when absent: IMAP says "7bit"), -MD5
 	Disposition                    string // "" when absent
 	DispositionParams              []Param
 	Language                       []string
 	Location                       string
+
+	// Present records which of the optional fields above were in the
+	// header: IMAP reports a present but empty field as "" and a missing
+	// one as NIL.
+	Present Presence
+
+	// Multipart is true when the part was parsed as a multipart (a
+	// multipart/* type with a boundary, within the nesting limit). Parts
+	// may then still be empty (no boundary line was found).
+	Multipart bool
+
+	// Envelope is the encoded IMAP ENVELOPE of the message whose root
+	// this part is: set on the top-level root and on every Message root.
+	Envelope string
 
 	// Header is the part's header (nil after DecodeStructure: headers are
 	// read from the blob by offset when needed).
@@ -97,72 +82,26 @@ type Part struct {
 	Message *Part   // root of an encapsulated message/rfc822
 }
 
+// Presence records which optional Content-* fields were present, so that
+// an empty field (IMAP "") is told apart from a missing one (NIL).
+type Presence uint8
+
+// Presence bits.
+const (
+	HasID Presence = 1 << iota
+	HasDescription
+	HasMD5
+	HasDisposition
+	HasLocation
+)
+
 // Message is the result of Parse.
 type Message struct {
 	Size int64 // total bytes read
 	Root *Part
 	// RawHeader is the top-level header bytes, as stored (for SEARCH
-	// HEADER, BODY[HEADER.FIELDS] and SORT without touching the blob).
+	// HEADER, BODY[HEADER.FIELDS] and SORT without touching the blob). It
+	// is nil when the header is longer than MaxHeaderBytes: read it from
+	// the blob at [Root.HeaderStart, Root.BodyStart) then.
 	RawHeader []byte
-}
-
-// Parse reads a whole message from r and returns its structure. It reads r
-// to EOF. The only errors are those of r.
-func Parse(r io.Reader) (*Message, error) {
-	panic("mime.Parse: not implemented")
-}
-
-// ParseHeader splits raw header bytes (as found at [HeaderStart,BodyStart))
-// into fields. It never fails.
-func ParseHeader(raw []byte) Header {
-	panic("mime.ParseHeader: not implemented")
-}
-
-// Part returns the part at an IMAP section path (RFC 3501 §6.4.5: "1.2.3"
-// as []int{1,2,3}) or nil if there is none. An empty path is the root.
-// Path numbering follows the RFC: a non-multipart message has part 1 (its
-// body); the children of a message/rfc822 are those of its encapsulated
-// message's body.
-func (p *Part) Part(path []int) *Part {
-	panic("mime.Part.Part: not implemented")
-}
-
-// BodyStructure returns the IMAP BODYSTRUCTURE (extended=true) or BODY
-// (extended=false) of p, encoded as IMAP syntax, e.g.
-// ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 12 1 NIL NIL NIL NIL).
-// Strings that cannot be quoted (8-bit, CR, LF, NUL, too long) are sent
-// as literals {n}\r\n...
-func (p *Part) BodyStructure(extended bool) string {
-	panic("mime.Part.BodyStructure: not implemented")
-}
-
-// Envelope returns the IMAP ENVELOPE of a message whose header is h,
-// encoded as IMAP syntax (RFC 3501 §7.4.2).
-func Envelope(h Header) string {
-	panic("mime.Envelope: not implemented")
-}
-
-// EncodeStructure serialises the tree below p without headers, for the
-// index. DecodeStructure reverses it (Header fields are nil).
-func EncodeStructure(p *Part) []byte {
-	panic("mime.EncodeStructure: not implemented")
-}
-
-// DecodeStructure decodes bytes made by EncodeStructure.
-func DecodeStructure(b []byte) (*Part, error) {
-	panic("mime.DecodeStructure: not implemented")
-}
-
-// DecodeHeaderValue decodes RFC 2047 encoded words (and raw UTF-8 / 8-bit
-// per RFC 6532) in a header value to UTF-8, for SEARCH and SORT. It never
-// fails; undecodable words are left as they are.
-func DecodeHeaderValue(v string) string {
-	panic("mime.DecodeHeaderValue: not implemented")
-}
-
-// NewDecoder returns a reader that undoes a Content-Transfer-Encoding
-// ("base64", "quoted-printable"; others pass through) for IMAP BINARY[]
-// (RFC 3516). Bad input is decoded leniently, never an error.
-func NewDecoder(encoding string, r io.Reader) io.Reader {
-	panic("mime.NewDecoder: not implemented")
 }

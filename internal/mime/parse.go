@@ -1,0 +1,464 @@
+package mime
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// Limits, as in Dovecot 2.3's message parser (so that BODYSTRUCTURE of
+// pathological messages matches it).
+const (
+	// MaxNesting is the deepest nesting of multipart and message/rfc822
+	// parts: a part at depth MaxNesting-1 (the root is at depth 0) is
+	// not parsed further and reported as a leaf with its declared type.
+	MaxNesting = 100
+	// MaxParts is the most parts in a message; after that boundary lines
+	// are no longer recognised.
+	MaxParts = 10000
+	// MaxHeaderBytes is how much of one part's header is kept in memory
+	// (Part.Header, Message.RawHeader). Beyond it only the fields the
+	// parser needs (Content-*, MIME-Version and the ENVELOPE fields) are
+	// kept, up to twice as much again.
+	MaxHeaderBytes = 1 << 20
+	// maxBoundaryLen truncates excessively long boundary parameters.
+	maxBoundaryLen = 70 + 10
+
+	readBufSize = 64 << 10
+)
+
+type frame struct {
+	part  *Part
+	depth int
+
+	inHeader     bool
+	hdr          []byte
+	hdrOver      bool // over MaxHeaderBytes: only needed fields are kept
+	hdrKeep      bool // the current field is kept (when hdrOver)
+	hdrDropped   bool // even needed fields were dropped
+	mimeChild    bool // child of a multipart: Content-* always apply
+	msgRoot      bool // root of a message (top level or message/rfc822)
+	parentDigest bool
+
+	boundary []byte // active boundary of a multipart
+	active   bool
+	digest   bool
+
+	nlBody int64 // LF count at BodyStart
+}
+
+type parser struct {
+	off       int64
+	nl        int64 // LFs before off
+	prevTerm  int   // length of the previous line's terminator
+	lastByte  byte
+	stack     []*frame
+	nActive   int // frames with an active boundary
+	total     int
+	rawHeader []byte
+	rootOver  bool
+	scratch   []byte
+}
+
+// Parse reads a whole message from r and returns its structure. It reads r
+// to EOF. The only errors are those of r. Memory use is bounded by the
+// header sizes (see MaxHeaderBytes), not by the body.
+//
+// The tree follows Dovecot 2.3's message parser: a boundary line is a line
+// that starts with "--" followed by the boundary of any enclosing
+// multipart (the innermost first; the rest of the line is ignored, so
+// trailing white space is allowed); "--" after the boundary makes it the
+// close delimiter. The line break before a boundary line belongs to the
+// boundary (RFC 2046 §5.1.1). A part without its close delimiter ends where
+// an enclosing boundary or the message ends. A multipart without a
+// boundary parameter is a leaf.
+func Parse(r io.Reader) (*Message, error) {
+	br := bufio.NewReaderSize(r, readBufSize)
+	root := &Part{}
+	p := &parser{}
+	p.stack = append(p.stack, &frame{part: root, inHeader: true, msgRoot: true})
+	p.total = 1
+	lineStart := true
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(chunk) > 0 {
+			p.chunk(chunk, lineStart)
+			lineStart = chunk[len(chunk)-1] == '\n'
+		}
+		if err == nil || err == bufio.ErrBufferFull {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		return nil, err
+	}
+	p.finish()
+	m := &Message{Size: p.off, Root: root}
+	if !p.rootOver {
+		m.RawHeader = p.rawHeader
+	}
+	return m, nil
+}
+
+func (p *parser) advance(chunk []byte) {
+	p.off += int64(len(chunk))
+	n := len(chunk)
+	if chunk[n-1] == '\n' {
+		p.nl++
+		prev := p.lastByte
+		if n >= 2 {
+			prev = chunk[n-2]
+		}
+		if prev == '\r' {
+			p.prevTerm = 2
+		} else {
+			p.prevTerm = 1
+		}
+	}
+	p.lastByte = chunk[n-1]
+}
+
+func (p *parser) chunk(chunk []byte, lineStart bool) {
+	f := p.stack[len(p.stack)-1]
+	if f.inHeader {
+		if lineStart && isBlankLine(chunk) {
+			f.hdr = append(f.hdr, chunk...)
+			p.advance(chunk)
+			p.endHeader(f, p.off, true)
+			return
+		}
+		p.keepHeader(f, chunk, lineStart)
+		p.advance(chunk)
+		return
+	}
+	if lineStart && p.nActive > 0 && len(chunk) >= 2 && chunk[0] == '-' && chunk[1] == '-' {
+		if k, end := p.findBoundary(chunk); k >= 0 {
+			p.boundaryLine(k, end, chunk)
+			return
+		}
+	}
+	p.advance(chunk)
+}
+
+// keepHeader stores header bytes, bounded by MaxHeaderBytes.
+func (p *parser) keepHeader(f *frame, chunk []byte, lineStart bool) {
+	if !f.hdrOver && len(f.hdr)+len(chunk) > MaxHeaderBytes {
+		f.hdrOver = true
+	}
+	if !f.hdrOver {
+		f.hdr = append(f.hdr, chunk...)
+		return
+	}
+	if lineStart && len(chunk) > 0 && chunk[0] != ' ' && chunk[0] != '\t' {
+		name := chunk
+		if i := bytes.IndexByte(chunk, ':'); i >= 0 {
+			name = bytes.TrimRight(chunk[:i], " \t")
+		}
+		f.hdrKeep = hasPrefixFoldB(name, "content-") || equalFoldB(name, "mime-version") || isEnvelopeField(name)
+	}
+	if f.hdrKeep && len(f.hdr)+len(chunk) <= 2*MaxHeaderBytes {
+		f.hdr = append(f.hdr, chunk...)
+	} else if f.hdrKeep {
+		f.hdrDropped = true
+	}
+}
+
+func hasPrefixFoldB(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && equalFoldB(b[:len(prefix)], prefix)
+}
+
+// findBoundary returns the stack index of the multipart whose boundary
+// the line is, and whether it is a close delimiter; -1 if none.
+func (p *parser) findBoundary(line []byte) (int, bool) {
+	if p.total >= MaxParts {
+		return -1, false
+	}
+	data := line[2:]
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		data = data[:i]
+		if n := len(data); n > 0 && data[n-1] == '\r' {
+			data = data[:n-1]
+		}
+	}
+	best := -1
+	for i := len(p.stack) - 1; i >= 0; i-- {
+		f := p.stack[i]
+		if !f.active {
+			continue
+		}
+		b := f.boundary
+		if len(b) <= len(data) && bytes.Equal(data[:len(b)], b) &&
+			(best < 0 || len(p.stack[best].boundary) < len(b)) {
+			best = i
+			if len(b) == len(data) {
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return -1, false
+	}
+	b := p.stack[best].boundary
+	end := len(data) >= len(b)+2 && data[len(b)] == '-' && data[len(b)+1] == '-'
+	return best, end
+}
+
+// boundaryLine handles a boundary line of the multipart at stack index k.
+func (p *parser) boundaryLine(k int, end bool, line []byte) {
+	L := p.off
+	for len(p.stack) > k+1 {
+		p.closeTop(L, true)
+	}
+	m := p.stack[k]
+	p.advance(line)
+	if end {
+		m.active = false
+		p.nActive--
+		// Dovecot forgets boundaries of parts closed in between too;
+		// closeTop already deactivated them.
+		return
+	}
+	child := &Part{HeaderStart: p.off}
+	m.part.Parts = append(m.part.Parts, child)
+	p.total++
+	p.stack = append(p.stack, &frame{part: child, depth: m.depth + 1, inHeader: true,
+		mimeChild: true, parentDigest: m.digest})
+}
+
+// closeTop ends the innermost open part at offset L (the start of a
+// boundary line when atBoundary, else the end of the message).
+func (p *parser) closeTop(L int64, atBoundary bool) {
+	f := p.stack[len(p.stack)-1]
+	if f.inHeader {
+		p.endHeader(f, L, false)
+		// endHeader may have pushed an (empty) encapsulated message.
+		if p.stack[len(p.stack)-1] != f {
+			p.closeTop(L, atBoundary)
+		}
+	}
+	end, nlEnd := L, p.nl
+	if atBoundary && p.prevTerm > 0 && L-int64(p.prevTerm) >= f.part.BodyStart && L > f.part.BodyStart {
+		end, nlEnd = L-int64(p.prevTerm), p.nl-1
+	}
+	f.part.End = end
+	f.part.Lines = nlEnd - f.nlBody
+	if f.active {
+		f.active = false
+		p.nActive--
+	}
+	p.stack = p.stack[:len(p.stack)-1]
+}
+
+func (p *parser) finish() {
+	for len(p.stack) > 0 {
+		p.closeTop(p.off, false)
+	}
+}
+
+// endHeader processes a part's header, which ends at bodyStart, and sets
+// up the parsing of its body.
+func (p *parser) endHeader(f *frame, bodyStart int64, blank bool) {
+	part := f.part
+	f.inHeader = false
+	part.BodyStart = bodyStart
+	f.nlBody = p.nl
+	if len(p.stack) == 1 && f == p.stack[0] {
+		p.rawHeader = f.hdr
+		p.rootOver = f.hdrOver
+	}
+	ci := p.contentInfo(f)
+	if f.msgRoot {
+		part.Envelope = ci.env.encode()
+	}
+	part.Header = ci.header
+
+	multipart := ci.multipart && ci.hasBoundary
+	rfc822 := ci.rfc822
+	if !ci.isMIME {
+		multipart, rfc822 = false, false
+	}
+	if !ci.hasType || !ci.isMIME {
+		if f.parentDigest {
+			part.Type, part.Subtype = "message", "rfc822"
+			rfc822 = true
+		} else {
+			part.Type, part.Subtype = "text", "plain"
+		}
+	}
+	if (multipart || rfc822) && f.depth+1 >= MaxNesting {
+		multipart, rfc822 = false, false
+	}
+	switch {
+	case multipart:
+		part.Multipart = true
+		f.boundary = ci.boundary
+		f.active = true
+		f.digest = ci.digest
+		p.nActive++
+	case rfc822:
+		child := &Part{HeaderStart: bodyStart}
+		part.Message = child
+		p.total++
+		p.stack = append(p.stack, &frame{part: child, depth: f.depth + 1, inHeader: true, msgRoot: true})
+	}
+}
+
+type contentInfo struct {
+	header      Header
+	env         envelope
+	isMIME      bool
+	hasType     bool
+	multipart   bool
+	digest      bool
+	rfc822      bool
+	hasBoundary bool
+	boundary    []byte
+}
+
+// contentInfo reads the Content-* fields of a part's header into the
+// part, as Dovecot's message-part-data does: the first of each field
+// wins, and without MIME-Version or Content-Type (outside a multipart) the
+// Content-* fields are ignored (RFC 2045 §4).
+func (p *parser) contentInfo(f *frame) contentInfo {
+	var ci contentInfo
+	part := f.part
+	ci.isMIME = f.mimeChild
+	var c Part
+	seenType, seenCTE := false, false
+	forEachField(f.hdr, func(name, raw, value []byte) {
+		ci.header = append(ci.header, HeaderField{Name: string(name), Raw: raw, Value: string(value)})
+		if f.msgRoot && isEnvelopeField(name) {
+			ci.env.add(name, raw, value)
+		}
+		if equalFoldB(name, "mime-version") {
+			ci.isMIME = true
+			return
+		}
+		if !hasPrefixFoldB(name, "content-") {
+			return
+		}
+		sub := name[len("content-"):]
+		switch {
+		case equalFoldB(sub, "type"):
+			ci.isMIME = true
+			if seenType {
+				return
+			}
+			seenType = true
+			ci.hasType = true
+			p.parseContentType(&c, value, &ci)
+		case equalFoldB(sub, "transfer-encoding"):
+			if seenCTE {
+				return
+			}
+			seenCTE = true
+			rp := rfcParser{data: value}
+			rp.skipLWSP()
+			tok, r := rp.mimeToken(nil)
+			if r >= 0 && rp.skipLWSP() == 0 && len(tok) > 0 {
+				c.Encoding = cstr(string(tok))
+			}
+		case equalFoldB(sub, "id"):
+			if c.Present&HasID == 0 {
+				c.ID, c.Present = cstr(string(value)), c.Present|HasID
+			}
+		case equalFoldB(sub, "md5"):
+			if c.Present&HasMD5 == 0 {
+				c.MD5, c.Present = cstr(string(value)), c.Present|HasMD5
+			}
+		case equalFoldB(sub, "description"):
+			if c.Present&HasDescription == 0 {
+				c.Description, c.Present = cstr(string(value)), c.Present|HasDescription
+			}
+		case equalFoldB(sub, "location"):
+			if c.Present&HasLocation == 0 {
+				c.Location, c.Present = cstr(string(value)), c.Present|HasLocation
+			}
+		case equalFoldB(sub, "language"):
+			if c.Language == nil {
+				c.Language = parseLanguage(value)
+			}
+		case equalFoldB(sub, "disposition"):
+			if c.DispositionParams == nil {
+				rp := rfcParser{data: value}
+				rp.skipLWSP()
+				tok, r := rp.mimeToken(nil)
+				if r >= 0 {
+					c.Disposition = cstr(string(tok))
+					c.Present |= HasDisposition
+					c.DispositionParams = parseParams(&rp)
+				}
+			}
+		}
+	})
+	if ci.isMIME {
+		part.Type, part.Subtype, part.Params = c.Type, c.Subtype, c.Params
+		part.ID, part.Description, part.Encoding, part.MD5 = c.ID, c.Description, c.Encoding, c.MD5
+		part.Disposition, part.DispositionParams = c.Disposition, c.DispositionParams
+		part.Language, part.Location, part.Present = c.Language, c.Location, c.Present
+	}
+	return ci
+}
+
+func (p *parser) parseContentType(c *Part, value []byte, ci *contentInfo) {
+	rp := rfcParser{data: value}
+	rp.skipLWSP()
+	ct, r := rp.contentType(p.scratch[:0])
+	p.scratch = ct
+	if i := bytes.IndexByte(ct, '/'); i >= 0 {
+		c.Type, c.Subtype = cstr(string(ct[:i])), cstr(string(ct[i+1:]))
+	} else {
+		c.Type = cstr(string(ct))
+	}
+	switch {
+	case equalFoldB(ct, "message/rfc822"):
+		ci.rfc822 = true
+	case hasPrefixFoldB(ct, "multipart/"):
+		ci.multipart = true
+		ci.digest = equalFoldB(ct[len("multipart/"):], "digest")
+	}
+	// The parser finds the boundary even in a broken Content-Type; the
+	// BODYSTRUCTURE parameters are only read from a valid one.
+	params := parseParams(&rp)
+	if r >= 0 {
+		c.Params = params
+	}
+	if ci.multipart {
+		for _, x := range params {
+			if equalFold(x.Name, "boundary") {
+				b := x.Value
+				if len(b) > maxBoundaryLen {
+					b = b[:maxBoundaryLen]
+				}
+				ci.boundary = []byte(b)
+				ci.hasBoundary = true
+				break
+			}
+		}
+	}
+}
+
+// parseLanguage parses Content-Language (RFC 3282): a comma-separated list
+// of language tags.
+func parseLanguage(value []byte) []string {
+	rp := rfcParser{data: value}
+	var langs []string
+	rp.skipLWSP()
+	var tok []byte
+	for rp.more() {
+		tok = tok[:0]
+		var r int
+		tok, r = rp.atom(tok)
+		if r >= 0 && len(tok) > 0 {
+			langs = append(langs, cstr(string(tok)))
+		}
+		if !rp.at(',') {
+			break
+		}
+		rp.pos++
+		rp.skipLWSP()
+	}
+	return langs
+}
