@@ -30,9 +30,10 @@ func (e *SyntaxError) Unwrap() error { return e.Err }
 
 // ErrLiteralTooLarge is found by errors.Is in the *SyntaxError returned
 // when a literal exceeds the decoder's limit for its context (MaxLiteral
-// for strings, MaxStream for Literal, MaxLiteralPlus for {n+}). The
-// literal's header has been consumed; DiscardLine does the right thing
-// for both literal kinds (see DiscardLine).
+// for strings, MaxStream for Literal). The literal's header has been
+// consumed; DiscardLine does the right thing for both literal kinds (see
+// DiscardLine). A {n+} over MaxLiteralPlus (LITERAL-) is a plain
+// *SyntaxError without this sentinel: RFC 7888 §4 wants BAD for it.
 var ErrLiteralTooLarge = errors.New("imapwire: literal too large")
 
 // ErrBadCharset is found by errors.Is in the *SyntaxError returned by
@@ -75,7 +76,7 @@ type Decoder struct {
 	// Continue is called before a synchronizing literal's bytes are read.
 	Continue func() error
 	// MaxLiteral bounds literals read into strings (not those streamed by
-	// LiteralReader). Default 64 KiB when 0.
+	// Literal). Default 64 KiB when 0.
 	MaxLiteral int64
 	// UTF8 allows raw UTF-8 in quoted strings (RFC 9051, RFC 6855).
 	UTF8 bool

@@ -398,7 +398,8 @@ func (d *Decoder) acceptLiteral(n int64, sync bool, max int64) error {
 		return &SyntaxError{Msg: fmt.Sprintf("literal of %d bytes exceeds the limit of %d", n, max), Err: ErrLiteralTooLarge}
 	}
 	if !sync && d.MaxLiteralPlus > 0 && n > d.MaxLiteralPlus {
-		return &SyntaxError{Msg: fmt.Sprintf("non-synchronizing literal of %d bytes exceeds the LITERAL- limit of %d", n, d.MaxLiteralPlus), Err: ErrLiteralTooLarge}
+		// RFC 7888 §4: a plain BAD, so no ErrLiteralTooLarge.
+		return synErr("non-synchronizing literal of %d bytes exceeds the LITERAL- limit of %d", n, d.MaxLiteralPlus)
 	}
 	// The line goes on after the literal.
 	d.eol = false
@@ -436,8 +437,10 @@ func (d *Decoder) literalString() (string, error) {
 // calls Continue. It returns a reader of exactly n bytes, which the
 // caller must drain before decoding further (DiscardLine also drains
 // it). Used for APPEND message data, which is streamed, never buffered
-// whole. Errors wrap ErrLiteralTooLarge when n exceeds MaxStream or
-// MaxLiteralPlus; a refused synchronizing literal never gets its "+".
+// whole. The error wraps ErrLiteralTooLarge when n exceeds MaxStream
+// (answer NO [TOOBIG], RFC 7889); a {n+} over MaxLiteralPlus is a plain
+// *SyntaxError (BAD, RFC 7888 §4). A refused synchronizing literal never
+// gets its "+". Either way the server then calls DiscardLine.
 func (d *Decoder) Literal() (n int64, r io.Reader, err error) {
 	n, _, r, err = d.Literal8()
 	return n, r, err

@@ -379,7 +379,7 @@ func TestLiteralLimits(t *testing.T) {
 	d, _ = newTestDecoder("{4097+}\r\n")
 	d.MaxLiteralPlus = LiteralMinusMax
 	_, _, err = d.Literal()
-	if !errors.As(err, &se) || se.Msg != "non-synchronizing literal of 4097 bytes exceeds the LITERAL- limit of 4096" || !errors.Is(err, ErrLiteralTooLarge) {
+	if !errors.As(err, &se) || se.Msg != "non-synchronizing literal of 4097 bytes exceeds the LITERAL- limit of 4096" || errors.Is(err, ErrLiteralTooLarge) {
 		t.Fatalf("err=%v", err)
 	}
 	d, _ = newTestDecoder("{4097}\r\n")

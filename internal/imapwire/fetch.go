@@ -354,3 +354,32 @@ func (d *Decoder) Store() (*StoreCommand, error) {
 		}
 	}
 }
+
+// StatusItems reads "(" status-att *(SP status-att) ")" (RFC 3501
+// §6.3.10, RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ).
+// Names are case-insensitive and returned canonical (upper case); the
+// list must not be empty. RECENT is accepted (rev1); the server decides.
+func (d *Decoder) StatusItems() ([]StatusItem, error) {
+	var items []StatusItem
+	err := d.List(func() error {
+		a, err := d.Atom()
+		if err != nil {
+			return err
+		}
+		switch it := StatusItem(strings.ToUpper(a)); it {
+		case StatusMessages, StatusRecent, StatusUIDNext, StatusUIDValidity, StatusUnseen,
+			StatusDeleted, StatusSize, StatusHighestModSeq:
+			items = append(items, it)
+		default:
+			return synErr("unknown STATUS item %q", a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, synErr("empty STATUS item list")
+	}
+	return items, nil
+}

@@ -8,7 +8,7 @@ import (
 )
 
 func and(keys ...*SearchKey) *SearchKey { return &SearchKey{Op: SearchAnd, Sub: keys} }
-func op(o SearchOp) *SearchKey         { return &SearchKey{Op: o} }
+func op(o SearchOp) *SearchKey          { return &SearchKey{Op: o} }
 func val(o SearchOp, v string) *SearchKey {
 	return &SearchKey{Op: o, Value: v}
 }
@@ -16,7 +16,7 @@ func date(o SearchOp, y int, m time.Month, d int) *SearchKey {
 	return &SearchKey{Op: o, Date: time.Date(y, m, d, 0, 0, 0, 0, time.UTC)}
 }
 func seq(o SearchOp, rs ...SeqRange) *SearchKey { return &SearchKey{Op: o, Set: SeqSet{Ranges: rs}} }
-func num(o SearchOp, n int64) *SearchKey      { return &SearchKey{Op: o, Number: n} }
+func num(o SearchOp, n int64) *SearchKey        { return &SearchKey{Op: o, Number: n} }
 
 func TestSearch(t *testing.T) {
 	cmd := func(k ...*SearchKey) *SearchCommand { return &SearchCommand{Key: and(k...)} }

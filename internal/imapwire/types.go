@@ -1,11 +1,7 @@
-// Package imapwire is IMAP syntax (RFC 3501 §9, RFC 9051 §9): a streaming
-// command decoder (atoms, strings, literals with LITERAL+/LITERAL-, lists,
-// sequence sets, search keys, fetch items) and a response encoder. It knows
-// nothing of mailboxes or storage; imapserver drives it.
-//
 // The types in this file are the contract between imapwire and
 // imapserver. Add fields and constants freely; do not change the meaning
 // of existing ones.
+
 package imapwire
 
 import "time"
