@@ -104,3 +104,7 @@ func newTestEnv(t testing.TB, mod func(*Options)) *testEnv {
 	})
 	return env
 }
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

@@ -23,7 +23,11 @@ const searchBatch = 256
 // Header keys use the index's copy of the header; BODY and TEXT stream the
 // text parts from the store, undoing transfer encodings and charsets.
 func (c *conn) cmdSearch(tag string, uid bool) error {
+	// Be liberal: many clients (go-imap among them) send UTF-8 search
+	// strings quoted after CHARSET UTF-8; the values are UTF-8 anyway.
+	c.dec.UTF8 = true
 	cmd, err := c.dec.Search()
+	c.dec.UTF8 = c.utf8
 	if err != nil {
 		return err
 	}

@@ -30,10 +30,10 @@ type selected struct {
 	modseq   uint64 // changes up to here are known
 	keywords []string
 
-	exists       int // EXISTS as the client knows it
-	recentCount  int
-	withheld     int // entries with expunged set
-	key          recentKey
+	exists      int // EXISTS as the client knows it
+	recentCount int
+	withheld    int // entries with expunged set
+	key         recentKey
 }
 
 // find returns the index of uid, or -1.
