@@ -180,3 +180,46 @@ const (
 	StatusSize          StatusItem = "SIZE"
 	StatusHighestModSeq StatusItem = "HIGHESTMODSEQ"
 )
+
+// Normalize returns the range in ascending order with "*" (0) replaced by
+// max, the largest number in use (RFC 9051 §9 seq-range: "2:4" and "4:2"
+// are the same). With max 0 (an empty mailbox) "*" stays 0.
+func (r SeqRange) Normalize(max uint32) (lo, hi uint32) {
+	lo, hi = r.Start, r.Stop
+	if lo == 0 {
+		lo = max
+	}
+	if hi == 0 {
+		hi = max
+	}
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	return lo, hi
+}
+
+// FetchModifiers are the optional modifiers after the FETCH items (RFC
+// 7162 §3.1.4 CHANGEDSINCE, §3.2.6 VANISHED).
+type FetchModifiers struct {
+	ChangedSince    uint64
+	HasChangedSince bool
+	Vanished        bool
+}
+
+// SelectParams are the optional SELECT / EXAMINE parameters (RFC 7162
+// §3.1.8 CONDSTORE, §3.2.5 QRESYNC).
+type SelectParams struct {
+	CondStore bool
+	QResync   *QResyncParams // nil when absent
+}
+
+// QResyncParams is "QRESYNC (uidvalidity modseq [known-uids]
+// [(known-sequence-set known-uid-set)])" (RFC 7162 §3.2.5). Absent sets
+// are empty.
+type QResyncParams struct {
+	UIDValidity   uint32
+	ModSeq        uint64
+	KnownUIDs     SeqSet
+	KnownSeqs     SeqSet // seq-match-data: message numbers ...
+	KnownSeqsUIDs SeqSet // ... and their UIDs
+}
