@@ -173,6 +173,7 @@ func TestConcurrentAppends(t *testing.T) {
 				return
 			}
 			seen = now
+			time.Sleep(time.Millisecond)
 		}
 	}()
 
