@@ -332,7 +332,7 @@ func TestChangesGolden(t *testing.T) {
 	step("store no-op", len(ch), 0)
 	ex, err := a.Expunge(ctx, id, nil) // modseq 7
 	step("expunge", ex, []uint32{1, 3})
-	e.appendMsg(a, "Test", testMsg(4))                                    // uid 4 modseq 8
+	e.appendMsg(a, "Test", testMsg(4))                                         // uid 4 modseq 8
 	ch, _, _ = a.StoreFlags(ctx, id, []uint32{4}, Add, []string{"$Label1"}, 0) // modseq 9
 	step("store 4", ch, "[{4 9 [$Label1]}]")
 	ch, _, _ = a.StoreFlags(ctx, id, []uint32{2}, Add, []string{"$LABEL1"}, 0) // modseq 10, spelled as first written
