@@ -41,7 +41,7 @@ func (a *addrParser) add() {
 }
 
 func (a *addrParser) addFixed() {
-	if !a.addr.HasMailbox {
+	if !a.addr.HasMailbox || a.addr.Mailbox == "" {
 		a.addr.Mailbox, a.addr.HasMailbox = "MISSING_MAILBOX", true
 		a.addr.InvalidSyntax = true
 	}
@@ -190,6 +190,10 @@ func (a *addrParser) addrSpec() int {
 			a.addr.Name, a.addr.HasName = string(a.str), true
 		} else if !quoted {
 			a.addr.Domain, a.addr.HasDomain = "", true
+		} else {
+			// a lone "quoted string" is a display name
+			a.addr.Name, a.addr.HasName = a.addr.Mailbox, true
+			a.addr.Mailbox, a.addr.HasMailbox = "", false
 		}
 	}
 	return r

@@ -163,7 +163,11 @@ func appendAddresses(b []byte, list []Address) []byte {
 	b = append(b, '(')
 	for _, a := range list {
 		b = append(b, '(')
-		b = appendNString(b, a.Name, a.HasName)
+		if a.HasName {
+			b = appendHumanString(b, a.Name)
+		} else {
+			b = append(b, "NIL"...)
+		}
 		b = append(b, ' ')
 		b = appendNString(b, a.Route, a.HasRoute)
 		b = append(b, ' ')

@@ -80,6 +80,9 @@ type Part struct {
 
 	Parts   []*Part // children of a multipart
 	Message *Part   // root of an encapsulated message/rfc822
+
+	// parse-time flags for Dovecot's plain-7bit check (not encoded)
+	textFlag, hasSubtype bool
 }
 
 // Presence records which optional Content-* fields were present, so that

@@ -58,6 +58,8 @@ type parser struct {
 	total     int
 	rawHeader []byte
 	rootOver  bool
+	root      *Part
+	segStart  int64 // where the current body segment began
 	scratch   []byte
 }
 
@@ -76,7 +78,7 @@ type parser struct {
 func Parse(r io.Reader) (*Message, error) {
 	br := bufio.NewReaderSize(r, readBufSize)
 	root := &Part{}
-	p := &parser{}
+	p := &parser{root: root}
 	p.stack = append(p.stack, &frame{part: root, inHeader: true, msgRoot: true})
 	p.total = 1
 	lineStart := true
@@ -122,22 +124,24 @@ func (p *parser) advance(chunk []byte) {
 
 func (p *parser) chunk(chunk []byte, lineStart bool) {
 	f := p.stack[len(p.stack)-1]
-	if f.inHeader {
-		if lineStart && isBlankLine(chunk) {
-			f.hdr = append(f.hdr, chunk...)
-			p.advance(chunk)
-			p.endHeader(f, p.off, true)
-			return
-		}
-		p.keepHeader(f, chunk, lineStart)
-		p.advance(chunk)
-		return
-	}
+	// Dovecot recognises boundary lines in headers too: a boundary ends
+	// the header (and the part) there.
 	if lineStart && p.nActive > 0 && len(chunk) >= 2 && chunk[0] == '-' && chunk[1] == '-' {
 		if k, end := p.findBoundary(chunk); k >= 0 {
 			p.boundaryLine(k, end, chunk)
 			return
 		}
+	}
+	if f.inHeader {
+		if lineStart && isBlankLine(chunk) {
+			f.hdr = append(f.hdr, chunk...)
+			p.advance(chunk)
+			p.endHeader(f, p.off, false)
+			return
+		}
+		p.keepHeader(f, chunk, lineStart)
+		p.advance(chunk)
+		return
 	}
 	p.advance(chunk)
 }
@@ -208,11 +212,19 @@ func (p *parser) findBoundary(line []byte) (int, bool) {
 // boundaryLine handles a boundary line of the multipart at stack index k.
 func (p *parser) boundaryLine(k int, end bool, line []byte) {
 	L := p.off
+	// The line break before the boundary belongs to it, unless it ends a
+	// header or a boundary line (the body is then empty).
+	top := p.stack[len(p.stack)-1]
+	strip := 0
+	if len(p.stack) > k+1 && !top.inHeader && L > p.segStart {
+		strip = p.prevTerm
+	}
 	for len(p.stack) > k+1 {
-		p.closeTop(L, true)
+		p.closeTop(L, strip)
 	}
 	m := p.stack[k]
 	p.advance(line)
+	p.segStart = p.off
 	if end {
 		m.active = false
 		p.nActive--
@@ -227,23 +239,28 @@ func (p *parser) boundaryLine(k int, end bool, line []byte) {
 		mimeChild: true, parentDigest: m.digest})
 }
 
-// closeTop ends the innermost open part at offset L (the start of a
-// boundary line when atBoundary, else the end of the message).
-func (p *parser) closeTop(L int64, atBoundary bool) {
+// closeTop ends the innermost open part at offset L-strip (L is the start
+// of a boundary line or the end of the message; strip the length of the
+// line break before a boundary line).
+func (p *parser) closeTop(L int64, strip int) {
 	f := p.stack[len(p.stack)-1]
 	if f.inHeader {
-		p.endHeader(f, L, false)
-		// endHeader may have pushed an (empty) encapsulated message.
-		if p.stack[len(p.stack)-1] != f {
-			p.closeTop(L, atBoundary)
-		}
+		p.endHeader(f, L, true)
+		strip = 0
 	}
-	end, nlEnd := L, p.nl
-	if atBoundary && p.prevTerm > 0 && L-int64(p.prevTerm) >= f.part.BodyStart && L > f.part.BodyStart {
-		end, nlEnd = L-int64(p.prevTerm), p.nl-1
+	end, nlEnd := L-int64(strip), p.nl
+	if strip > 0 {
+		nlEnd--
+	}
+	if end < f.part.BodyStart {
+		end, nlEnd = f.part.BodyStart, f.nlBody
 	}
 	f.part.End = end
 	f.part.Lines = nlEnd - f.nlBody
+	if f.part.Message != nil && f.part.Message.End == 0 && f.part.Message.HeaderStart == L {
+		// an encapsulated message that never started
+		f.part.Message.End = L
+	}
 	if f.active {
 		f.active = false
 		p.nActive--
@@ -253,17 +270,49 @@ func (p *parser) closeTop(L int64, atBoundary bool) {
 
 func (p *parser) finish() {
 	for len(p.stack) > 0 {
-		p.closeTop(p.off, false)
+		p.closeTop(p.off, 0)
+	}
+	root := p.root
+	if isPlain7bit(root) {
+		// Dovecot writes a plain 7-bit text root in its canonical form.
+		root.Type, root.Subtype, root.Params, root.Encoding = "text", "plain", nil, ""
 	}
 }
 
+// isPlain7bit is Dovecot's imap_bodystructure_is_plain_7bit: a text/plain
+// part with at most charset=us-ascii, 7bit and no other Content-* field.
+func isPlain7bit(p *Part) bool {
+	if p.Multipart || p.Message != nil || !p.textFlag {
+		return false
+	}
+	if p.hasSubtype && !equalFold(p.Subtype, "plain") {
+		return false
+	}
+	switch len(p.Params) {
+	case 0:
+	case 1:
+		if !equalFold(p.Params[0].Name, "charset") || !equalFold(p.Params[0].Value, "us-ascii") {
+			return false
+		}
+	default:
+		return false
+	}
+	if p.Encoding != "" && !equalFold(p.Encoding, "7bit") {
+		return false
+	}
+	return p.Present == 0 && p.Language == nil
+}
+
 // endHeader processes a part's header, which ends at bodyStart, and sets
-// up the parsing of its body.
-func (p *parser) endHeader(f *frame, bodyStart int64, blank bool) {
+// up the parsing of its body. closing is set when the part ends there too
+// (a boundary line or the end of the message ended the header): a
+// multipart then has no parts, a message/rfc822 an empty message.
+func (p *parser) endHeader(f *frame, bodyStart int64, closing bool) {
 	part := f.part
 	f.inHeader = false
 	part.BodyStart = bodyStart
 	f.nlBody = p.nl
+	p.segStart = bodyStart
 	if len(p.stack) == 1 && f == p.stack[0] {
 		p.rawHeader = f.hdr
 		p.rootOver = f.hdrOver
@@ -274,10 +323,12 @@ func (p *parser) endHeader(f *frame, bodyStart int64, blank bool) {
 	}
 	part.Header = ci.header
 
-	multipart := ci.multipart && ci.hasBoundary
-	rfc822 := ci.rfc822
+	multipart, rfc822 := ci.multipart, ci.rfc822
+	part.textFlag = ci.text
+	part.hasSubtype = ci.hasType
 	if !ci.isMIME {
 		multipart, rfc822 = false, false
+		part.textFlag, part.hasSubtype = false, false
 	}
 	if !ci.hasType || !ci.isMIME {
 		if f.parentDigest {
@@ -285,6 +336,7 @@ func (p *parser) endHeader(f *frame, bodyStart int64, blank bool) {
 			rfc822 = true
 		} else {
 			part.Type, part.Subtype = "text", "plain"
+			part.textFlag = true
 		}
 	}
 	if (multipart || rfc822) && f.depth+1 >= MaxNesting {
@@ -293,15 +345,23 @@ func (p *parser) endHeader(f *frame, bodyStart int64, blank bool) {
 	switch {
 	case multipart:
 		part.Multipart = true
-		f.boundary = ci.boundary
-		f.active = true
+		if ci.hasBoundary && !closing {
+			f.boundary = ci.boundary
+			f.active = true
+			p.nActive++
+		}
 		f.digest = ci.digest
-		p.nActive++
 	case rfc822:
 		child := &Part{HeaderStart: bodyStart}
 		part.Message = child
 		p.total++
-		p.stack = append(p.stack, &frame{part: child, depth: f.depth + 1, inHeader: true, msgRoot: true})
+		cf := &frame{part: child, depth: f.depth + 1, inHeader: true, msgRoot: true}
+		if closing {
+			p.endHeader(cf, bodyStart, true)
+			child.End = bodyStart
+		} else {
+			p.stack = append(p.stack, cf)
+		}
 	}
 }
 
@@ -313,6 +373,7 @@ type contentInfo struct {
 	multipart   bool
 	digest      bool
 	rfc822      bool
+	text        bool
 	hasBoundary bool
 	boundary    []byte
 }
@@ -415,6 +476,8 @@ func (p *parser) parseContentType(c *Part, value []byte, ci *contentInfo) {
 	switch {
 	case equalFoldB(ct, "message/rfc822"):
 		ci.rfc822 = true
+	case hasPrefixFoldB(ct, "text") && (len(ct) == 4 || ct[4] == '/'):
+		ci.text = true
 	case hasPrefixFoldB(ct, "multipart/"):
 		ci.multipart = true
 		ci.digest = equalFoldB(ct[len("multipart/"):], "digest")

@@ -158,12 +158,11 @@ func (p *rfcParser) atom(dst []byte) ([]byte, int) {
 }
 
 // atomOrDot appends atext and '.' characters (obs-phrase).
+// Like Dovecot's, it accepts an empty atom (so "<addr>" is a name-addr
+// with an empty display name).
 func (p *rfcParser) atomOrDot(dst []byte) ([]byte, int) {
-	if p.pos >= len(p.data) || !(isAtext(p.data[p.pos]) || p.data[p.pos] == '.') {
-		return dst, -1
-	}
 	start := p.pos
-	for p.pos++; p.pos < len(p.data); p.pos++ {
+	for ; p.pos < len(p.data); p.pos++ {
 		c := p.data[p.pos]
 		if !isAtext(c) && c != '.' {
 			dst = append(dst, p.data[start:p.pos]...)
@@ -312,27 +311,34 @@ func appendNoLF(dst, s []byte) []byte {
 	return dst
 }
 
-// contentType parses "type/subtype" into dst (as written). r < 0 when it
-// is malformed; dst then holds what could be read.
+// contentType parses "type/subtype" into dst (as written). It fails (r <
+// 0) when either token is missing or something other than parameters
+// follows, as Dovecot's rfc822_parse_content_type does; dst then holds
+// nothing, or just the type when the value is a lone token.
 func (p *rfcParser) contentType(dst []byte) ([]byte, int) {
-	if p.skipLWSP() <= 0 {
-		return dst, -1
-	}
 	n := len(dst)
+	if p.skipLWSP() <= 0 {
+		return dst[:n], -1
+	}
 	var r int
 	dst, r = p.mimeToken(dst)
-	if r <= 0 || len(dst) == n {
+	if r <= 0 {
+		// "type" alone: Dovecot keeps it (subtype "")
 		return dst, -1
 	}
-	if p.data[p.pos] != '/' {
-		return dst, -1
+	if len(dst) == n || p.data[p.pos] != '/' {
+		return dst[:n], -1
 	}
 	p.pos++
 	if p.skipLWSP() <= 0 {
-		return dst, -1
+		return dst[:n], -1
 	}
 	dst = append(dst, '/')
-	return p.mimeToken(dst)
+	dst, r = p.mimeToken(dst)
+	if r < 0 || r > 0 && p.data[p.pos] != ';' {
+		return dst[:n], -1
+	}
+	return dst, r
 }
 
 // contentParam parses one ";name=value". r: 1 ok, 0 end, -1 broken.
