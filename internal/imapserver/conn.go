@@ -439,6 +439,10 @@ func (c *conn) toStatus(name string, err error) *status {
 		return no("CANNOT", "Invalid mailbox name")
 	case errors.Is(err, mailstore.ErrOverQuota):
 		return no("OVERQUOTA", "Over quota")
+	case errors.Is(err, mailstore.ErrBadFlag):
+		return bad("Invalid flag")
+	case errors.Is(err, mailstore.ErrSameMailbox):
+		return no("CANNOT", "Source and destination mailbox are the same")
 	case errors.Is(err, mailstore.ErrTooLarge):
 		return no("TOOBIG", "Message too large")
 	case blob.IsTemporary(err), errors.Is(err, userdb.ErrUnavailable):

@@ -20,6 +20,11 @@ import (
 //	S: text          next server line of session 1 must equal text
 //	C2: / S2:        the same for session 2 (any digit 1-9)
 //	C: text\         a trailing backslash sends the text without CRLF
+//	C: ... {@}       a literal whose content is the L: lines that follow
+//	L: text          (each sent with CRLF, or without after a trailing
+//	                 backslash); {@} is a synchronizing literal (the "+"
+//	                 is awaited), {@+} a LITERAL+ one. The command goes
+//	                 on with the next C: line (often "C:" alone).
 //
 // In S lines, {{re}} is a Go regular expression matching part of the
 // line; everything outside {{ }} matches literally. A session connects
@@ -69,7 +74,10 @@ func compileExpect(s string) (*regexp.Regexp, error) {
 	return regexp.Compile(b.String())
 }
 
-var scenarioLine = regexp.MustCompile(`^([CS])([1-9]?): ?(.*)$`)
+var (
+	scenarioLine  = regexp.MustCompile(`^([CSL])([1-9]?): ?(.*)$`)
+	literalMarker = regexp.MustCompile(`\{@(\+?)\}$`)
+)
 
 func runScenario(t *testing.T, file string) {
 	data, err := os.ReadFile(file)
@@ -100,14 +108,15 @@ func runScenario(t *testing.T, file string) {
 		}
 		return s
 	}
-	for n, line := range strings.Split(string(data), "\n") {
+	lines := strings.Split(string(data), "\n")
+	for n := 0; n < len(lines); n++ {
 		lineNo := n + 1
-		line = strings.TrimRight(line, "\r")
+		line := strings.TrimRight(lines[n], "\r")
 		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		m := scenarioLine.FindStringSubmatch(line)
-		if m == nil {
+		if m == nil || m[1] == "L" {
 			t.Fatalf("%s:%d: bad script line %q", file, lineNo, line)
 		}
 		id := m[2]
@@ -122,9 +131,40 @@ func runScenario(t *testing.T, file string) {
 			if strings.HasSuffix(text, `\`) {
 				out = strings.TrimSuffix(text, `\`)
 			}
+			var lit []byte
+			sync := false
+			if lm := literalMarker.FindStringSubmatch(text); lm != nil {
+				// The L: lines that follow are the literal's content.
+				for n+1 < len(lines) && strings.HasPrefix(lines[n+1], "L"+m[2]+":") {
+					n++
+					l := strings.TrimPrefix(strings.TrimRight(lines[n], "\r"), "L"+m[2]+":")
+					l = strings.TrimPrefix(l, " ")
+					if strings.HasSuffix(l, `\`) {
+						lit = append(lit, strings.TrimSuffix(l, `\`)...)
+					} else {
+						lit = append(lit, l+"\r\n"...)
+					}
+				}
+				sync = lm[1] == ""
+				out = literalMarker.ReplaceAllString(text, fmt.Sprintf("{%d%s}", len(lit), lm[1])) + "\r\n"
+			}
 			s.log = append(s.log, "C: "+strings.TrimRight(out, "\r\n"))
 			if _, err := s.nc.Write([]byte(out)); err != nil {
 				t.Fatalf("%s:%d: write: %v", file, lineNo, err)
+			}
+			if lit != nil {
+				if sync {
+					s.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+					got, err := s.br.ReadString('\n')
+					s.log = append(s.log, "S: "+strings.TrimRight(got, "\r\n"))
+					if err != nil || !strings.HasPrefix(got, "+") {
+						t.Fatalf("%s:%d: want continuation, got %q %v\n%s", file, lineNo, got, err, strings.Join(s.log, "\n"))
+					}
+				}
+				s.log = append(s.log, fmt.Sprintf("C: <%d literal bytes>", len(lit)))
+				if _, err := s.nc.Write(lit); err != nil {
+					t.Fatalf("%s:%d: write: %v", file, lineNo, err)
+				}
 			}
 		case "S":
 			s.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
