@@ -85,15 +85,43 @@ func Temporary(err error) bool {
 	return err != nil && !errors.Is(err, ErrPermanent)
 }
 
+// classError is an error classified temporary or permanent. Its text is
+// "delivery: op key: kind: cause" without the class; errors.Is sees the
+// class, the kind and the cause.
+type classError struct {
+	op, key     string
+	class, kind error // kind may be nil
+	err         error // may be nil
+}
+
+func (e *classError) Error() string {
+	s := "delivery: " + e.op + " " + e.key
+	if e.kind != nil {
+		s += ": " + strings.TrimPrefix(e.kind.Error(), "delivery: ")
+	}
+	if e.err != nil {
+		s += ": " + e.err.Error()
+	}
+	return s
+}
+
+func (e *classError) Unwrap() []error {
+	errs := []error{e.class}
+	if e.kind != nil {
+		errs = append(errs, e.kind)
+	}
+	if e.err != nil {
+		errs = append(errs, e.err)
+	}
+	return errs
+}
+
 func temporary(op, key string, err error) error {
-	return fmt.Errorf("delivery: %s %s: %w: %w", op, key, ErrTemporary, err)
+	return &classError{op: op, key: key, class: ErrTemporary, err: err}
 }
 
 func permanent(op, key string, kind, err error) error {
-	if err == nil {
-		return fmt.Errorf("delivery: %s %s: %w: %w", op, key, ErrPermanent, kind)
-	}
-	return fmt.Errorf("delivery: %s %s: %w: %w: %w", op, key, ErrPermanent, kind, err)
+	return &classError{op: op, key: key, class: ErrPermanent, kind: kind, err: err}
 }
 
 // Deliverer delivers messages to local accounts. Its fields are set once

@@ -98,6 +98,13 @@ func New(opts Options) *Server {
 		// is checked against the real limit in session.Mail; the SIZE
 		// keyword advertises one byte more than the limit.
 		srv.MaxMessageBytes = opts.MaxMessageSize + 1
+		// RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real mail
+		// breaks that and Dovecot stores it; a line may be as long as a
+		// message (go-smtp applies the limit to DATA lines and buffers
+		// only command lines).
+		srv.MaxLineLength = int(min(opts.MaxMessageSize+2, 1<<30))
+	} else {
+		srv.MaxLineLength = 0 // no limit
 	}
 	srv.MaxRecipients = 1000
 	srv.TLSConfig = opts.TLS
