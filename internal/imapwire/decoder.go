@@ -913,11 +913,12 @@ func (d *Decoder) Date() (time.Time, error) {
 	return time.Date(y, m, day, 0, 0, 0, 0, time.UTC), nil
 }
 
-// Line reads a whole line (for SASL responses after AUTHENTICATE),
-// without the CRLF, up to max bytes. It starts and finishes a line of its
-// own: call it only at the start of a line. When the line is longer than
-// max it returns a *SyntaxError wrapping ErrLineTooLong and the server
-// calls DiscardLine.
+// Line reads a whole line (for SASL responses after AUTHENTICATE, and
+// DONE after IDLE), without the CRLF, up to max bytes. It starts and
+// finishes a line of its own: call it only at the start of a line. When
+// the line is longer than max, the rest of it is skipped (so no
+// DiscardLine is needed, though calling it is harmless) and the error is
+// a *SyntaxError wrapping ErrLineTooLong.
 func (d *Decoder) Line(max int) (string, error) {
 	if d.pending > 0 {
 		return "", errPendingLiteral
@@ -939,6 +940,13 @@ func (d *Decoder) Line(max int) (string, error) {
 		}
 		d.record(c)
 		if len(s) > max || (len(s) == max && c != '\r') {
+			// Skip the rest; literal syntax means nothing on this line.
+			for c != '\n' {
+				if c, err = d.r.ReadByte(); err != nil {
+					return "", unexpectedEOF(err)
+				}
+			}
+			d.endLine()
 			return "", &SyntaxError{Msg: fmt.Sprintf("line too long (more than %d bytes)", max), Err: ErrLineTooLong}
 		}
 		s = append(s, c)
@@ -967,9 +975,9 @@ func DecodeAuthData(s string) ([]byte, error) {
 }
 
 // AuthResponse reads one AUTHENTICATE response line of at most max
-// encoded bytes and decodes it with DecodeAuthData. On ErrAuthCancelled
-// and on bad base64 the line has been consumed; on ErrLineTooLong the
-// server calls DiscardLine.
+// encoded bytes and decodes it with DecodeAuthData. The line is always
+// consumed (also on ErrAuthCancelled, bad base64 and ErrLineTooLong), so
+// the server answers and reads the next command.
 func (d *Decoder) AuthResponse(max int) ([]byte, error) {
 	s, err := d.Line(max)
 	if err != nil {
