@@ -1,0 +1,179 @@
+// Command bucketmail is an IMAP server whose mail lives in a blob store,
+// with a SQLite index. Mail arrives over LMTP; clients read it over IMAP.
+//
+// Usage:
+//
+//	bucketmail serve [--config FILE] [--data-dir DIR] [--imap-listen HOST:PORT]
+//	                 [--imaps-listen HOST:PORT] [--lmtp-listen HOST:PORT|PATH]
+//	bucketmail user add ADDRESS [--password-stdin]
+//	bucketmail user passwd ADDRESS [--password-stdin]
+//	bucketmail user del ADDRESS
+//	bucketmail user list
+//	bucketmail import --user ADDRESS [--mailbox NAME] PATH...
+//	bucketmail version
+//
+// Every subcommand takes --config and --data-dir; flags override the file.
+// With no config, serve keeps its data under ./bucketmail-data, serves
+// IMAP on 127.0.0.1:1143 and LMTP on 127.0.0.1:2424 (an --lmtp-listen
+// value with a "/" is a unix socket). The settings and defaults are
+// documented in package internal/config and docs/operations.md.
+//
+// Layout of the data directory:
+//
+//	index.db (+ -wal, -shm)   SQLite: mailboxes, messages, users
+//	blobs/                    message bodies (blob/fs), one object per message
+//	spool/                    messages being received (removed after storing)
+//
+// Delivery (LMTP) adds Return-Path, Delivered-To (single-recipient
+// transactions, as Dovecot does) and Received header fields in front of
+// the message. Lines that end in a bare LF (no CR) are stored with CRLF,
+// both for LMTP delivery and for import, so what IMAP serves has RFC 5322
+// line ends and RFC822.SIZE counts the CRs. IMAP APPEND stores the bytes
+// exactly as the client sent them.
+//
+// user add and user passwd read the password from the first line of
+// standard input with --password-stdin, or prompt for it (twice, without
+// echo) when standard input is a terminal. Passwords never appear on the
+// command line or in logs. user del also deletes the account's mail.
+//
+// import reads mbox files (INTERNALDATE from each "From " line) and
+// Maildir folders (INTERNALDATE from the file time, flags from the file
+// name; Maildir++ subfolders become mailboxes) into an existing account.
+//
+// serve stops cleanly on SIGTERM or SIGINT: listeners close, LMTP
+// deliveries in progress finish (or answer 421 after 30 s), IMAP sessions
+// get BYE. A second signal exits at once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// exit codes
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, stop, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage:
+  bucketmail serve [--config FILE] [--data-dir DIR] [--imap-listen HOST:PORT]
+                   [--imaps-listen HOST:PORT] [--lmtp-listen HOST:PORT|PATH]
+  bucketmail user add ADDRESS [--password-stdin]
+  bucketmail user passwd ADDRESS [--password-stdin]
+  bucketmail user del ADDRESS
+  bucketmail user list
+  bucketmail import --user ADDRESS [--mailbox NAME] PATH...
+  bucketmail version
+Every subcommand also takes --config FILE and --data-dir DIR.
+`
+
+// errUsage marks errors that are the user's command line; run prints the
+// usage line for them and exits 2.
+var errUsage = errors.New("usage")
+
+// run is main without the process: it returns the exit code. stopSignals
+// restores default signal handling (so a second signal kills serve).
+func run(ctx context.Context, stopSignals func(), args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = cmdServe(ctx, stopSignals, rest, stderr)
+	case "user":
+		err = cmdUser(ctx, rest, stdin, stdout, stderr)
+	case "import":
+		err = cmdImport(ctx, rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "bucketmail", version())
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "bucketmail: %v\n%s", err, usage)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "bucketmail: %v\n", err)
+	return exitError
+}
+
+// version returns the module version or the VCS revision of the build.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if (v == "" || v == "(devel)") && rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		return "devel-" + rev + modified
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	return v + " " + bi.GoVersion
+}
+
+// parseFlags parses args with fs, allowing flags after positional
+// arguments ("user add ADDRESS --password-stdin"): it returns the
+// positional arguments. A "--" ends flag parsing.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// fs.Parse stops at the first non-flag or after "--".
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

@@ -1,0 +1,444 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// binPath is the bucketmail binary built by TestMain.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bucketmail-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "bucketmail")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goBin, "build", "-o", binPath, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building bucketmail: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runBin runs the binary to completion.
+func runBin(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("running %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// mustRun runs the binary and fails the test unless it exits 0.
+func mustRun(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, code := runBin(t, stdin, args...)
+	if code != 0 {
+		t.Fatalf("bucketmail %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+	}
+	return out
+}
+
+// server is a running "bucketmail serve".
+type server struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // Wait's result, after done
+
+	mu    sync.Mutex
+	lines []map[string]any // JSON log lines
+	cond  *sync.Cond
+}
+
+// startServe starts serve with a JSON-logging config and the given extra
+// flags, and waits for its listeners.
+func startServe(t *testing.T, dataDir string, extra ...string) *server {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "bucketmail.toml")
+	if err := os.WriteFile(cfg, []byte("[log]\nformat = \"json\"\nlevel = \"debug\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"serve", "--config", cfg, "--data-dir", dataDir,
+		"--imap-listen", "127.0.0.1:0", "--lmtp-listen", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(binPath, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, cmd: cmd, done: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				m = map[string]any{"msg": "(not JSON) " + sc.Text()}
+			}
+			t.Logf("serve: %s", sc.Text())
+			s.mu.Lock()
+			s.lines = append(s.lines, m)
+			s.cond.Broadcast()
+			s.mu.Unlock()
+		}
+		s.err = cmd.Wait()
+		s.mu.Lock()
+		close(s.done)
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	return s
+}
+
+// waitLog waits up to 20 s for a log line for which match is true.
+func (s *server) waitLog(what string, match func(map[string]any) bool) map[string]any {
+	s.t.Helper()
+	timer := time.AfterFunc(20*time.Second, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; ; {
+		for ; i < len(s.lines); i++ {
+			if match(s.lines[i]) {
+				return s.lines[i]
+			}
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("serve exited (%v) before logging %s", s.err, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("serve did not log %s within 20 s", what)
+		}
+		s.cond.Wait()
+	}
+}
+
+// addr returns the address serve logged for proto.
+func (s *server) addr(proto string) string {
+	s.t.Helper()
+	m := s.waitLog("listening "+proto, func(m map[string]any) bool {
+		return m["msg"] == "listening" && m["proto"] == proto
+	})
+	a, _ := m["addr"].(string)
+	return a
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		s.t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.t.Fatal("serve did not exit within 30 s of SIGTERM")
+	}
+	if s.err != nil {
+		s.t.Fatalf("serve exited with %v after SIGTERM, want exit 0", s.err)
+	}
+	s.waitLog("stopped", func(m map[string]any) bool { return m["msg"] == "stopped" })
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	out := mustRun(t, "", "version")
+	if !strings.HasPrefix(out, "bucketmail ") || strings.Count(out, "\n") != 1 {
+		t.Errorf("version printed %q", out)
+	}
+	for _, tc := range []struct {
+		args     []string
+		stdin    string
+		code     int
+		inStderr string
+	}{
+		{nil, "", 2, "usage:"},
+		{[]string{"frob"}, "", 2, `unknown command "frob"`},
+		{[]string{"user"}, "", 2, "user needs a subcommand"},
+		{[]string{"user", "grant", "a@b"}, "", 2, `unknown user subcommand "grant"`},
+		{[]string{"user", "add", "not-an-address", "--password-stdin"}, "pw\n", 2, "is not an address"},
+		{[]string{"user", "add", "a@example.org"}, "", 2, "not a terminal: use --password-stdin"},
+		{[]string{"user", "list", "extra@example.org"}, "", 2, "takes 0 address argument(s), got 1"},
+		{[]string{"serve", "--no-such-flag"}, "", 2, "flag provided but not defined: -no-such-flag"},
+		{[]string{"import", "--user", "a@example.org"}, "", 2, "at least one PATH"},
+	} {
+		_, errOut, code := runBin(t, tc.stdin, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.inStderr) {
+			t.Errorf("bucketmail %q: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut, tc.code, tc.inStderr)
+		}
+	}
+}
+
+// TestServeBadConfig: every problem in the file is reported, exit 1.
+func TestServeBadConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(cfg, []byte("[lmtp]\nmax_message_size = -5\n[log]\nlevel = \"loud\"\n[tls]\ncert_file = \"c.pem\"\n"), 0o600)
+	_, errOut, code := runBin(t, "", "serve", "--config", cfg, "--data-dir", t.TempDir())
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %s", code, errOut)
+	}
+	for _, want := range []string{"lmtp.max_message_size: -5", `log.level: "loud"`, "tls: cert_file and key_file must be set together"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestUserCommands(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if out := mustRun(t, "pw one\n", "user", "add", "Alice@Example.org", "--password-stdin", "--data-dir", data); out != "added alice@example.org\n" {
+		t.Errorf("user add printed %q", out)
+	}
+	// Flags before the address work too.
+	mustRun(t, "pw two", "user", "add", "--data-dir", data, "--password-stdin", "bob@example.org")
+	if out := mustRun(t, "", "user", "list", "--data-dir", data); out != "alice@example.org\nbob@example.org\n" {
+		t.Errorf("user list printed %q", out)
+	}
+	_, errOut, code := runBin(t, "x\n", "user", "add", "alice@example.org", "--password-stdin", "--data-dir", data)
+	if code != 1 || !strings.Contains(errOut, "user alice@example.org already exists") {
+		t.Errorf("second user add: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = runBin(t, "\n", "user", "passwd", "alice@example.org", "--password-stdin", "--data-dir", data)
+	if code != 1 || !strings.Contains(errOut, "empty password") {
+		t.Errorf("user passwd with empty password: exit %d, %q", code, errOut)
+	}
+	if out := mustRun(t, "pw three\n", "user", "passwd", "alice@example.org", "--password-stdin", "--data-dir", data); out != "password changed for alice@example.org\n" {
+		t.Errorf("user passwd printed %q", out)
+	}
+	_, errOut, code = runBin(t, "x\n", "user", "passwd", "carol@example.org", "--password-stdin", "--data-dir", data)
+	if code != 1 || !strings.Contains(errOut, "no user carol@example.org") {
+		t.Errorf("user passwd of a missing user: exit %d, %q", code, errOut)
+	}
+	if out := mustRun(t, "", "user", "del", "bob@example.org", "--data-dir", data); out != "deleted bob@example.org and its mail\n" {
+		t.Errorf("user del printed %q", out)
+	}
+	if out := mustRun(t, "", "user", "list", "--data-dir", data); out != "alice@example.org\n" {
+		t.Errorf("user list after del printed %q", out)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		pos  []string
+		pw   bool
+		dir  string
+	}{
+		{[]string{"a@b"}, []string{"a@b"}, false, ""},
+		{[]string{"a@b", "--password-stdin"}, []string{"a@b"}, true, ""},
+		{[]string{"--data-dir", "d", "a@b", "--password-stdin"}, []string{"a@b"}, true, "d"},
+		{[]string{"x", "--data-dir=d", "y"}, []string{"x", "y"}, false, "d"},
+		{[]string{"x", "--", "--password-stdin"}, []string{"x", "--password-stdin"}, false, ""},
+		{nil, nil, false, ""},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		pw := fs.Bool("password-stdin", false, "")
+		dir := fs.String("data-dir", "", "")
+		pos, err := parseFlags(fs, tc.args)
+		if err != nil || !slices.Equal(pos, tc.pos) || *pw != tc.pw || *dir != tc.dir {
+			t.Errorf("parseFlags(%q) = %q, %v (pw %v dir %q); want %q (pw %v dir %q)", tc.args, pos, err, *pw, *dir, tc.pos, tc.pw, tc.dir)
+		}
+	}
+}
+
+// TestServeSignal: serve starts on an empty data dir, hints at user add,
+// and exits 0 on SIGTERM.
+func TestServeSignal(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data dir")
+	s := startServe(t, data)
+	s.addr("imap")
+	s.addr("lmtp")
+	hint := "no users yet; add one with: bucketmail user add you@example.org --password-stdin --data-dir '" + data + "'"
+	s.waitLog("the user add hint", func(m map[string]any) bool { return m["msg"] == hint })
+	s.stop()
+	for _, p := range []string{"index.db", "blobs"} {
+		if _, err := os.Stat(filepath.Join(data, p)); err != nil {
+			t.Errorf("data dir lacks %s: %v", p, err)
+		}
+	}
+}
+
+// TestServeEndToEnd runs the real binary: serve on free ports, user add
+// while it runs, delivery over LMTP, IMAP login and fetch with go-imap's
+// client, SIGTERM, then user del removes the mail.
+func TestServeEndToEnd(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	s := startServe(t, data)
+	imapAddr, lmtpAddr := s.addr("imap"), s.addr("lmtp")
+
+	if out := mustRun(t, "correct horse\n", "user", "add", "alice@example.org", "--password-stdin", "--data-dir", data); out != "added alice@example.org\n" {
+		t.Fatalf("user add printed %q", out)
+	}
+
+	// Deliver over LMTP; the message has bare LF line ends (but the
+	// last, since the end-of-data dot must follow a CRLF).
+	raw := "From: Carol <carol@example.net>\nTo: alice@example.org\nSubject: e2e\n\nHello over LMTP.\r\n"
+	replies := lmtpSend(t, lmtpAddr, "carol@example.net", []string{"alice@example.org", "nobody@example.org"}, raw)
+	if want := []string{"250 ", "550 5.1.1 "}; len(replies) != 2 || !strings.HasPrefix(replies[0], want[0]) || !strings.HasPrefix(replies[1], want[1]) {
+		t.Fatalf("LMTP replies %q, want RCPT 250 then 550 5.1.1 ...", replies)
+	}
+
+	ic, err := imapclient.DialInsecure(imapAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	if err := ic.Login("alice@example.org", "wrong").Wait(); err == nil {
+		t.Errorf("LOGIN with a wrong password succeeded")
+	}
+	if err := ic.Login("alice@example.org", "correct horse").Wait(); err != nil {
+		t.Fatalf("LOGIN: %v", err)
+	}
+	sel, err := ic.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatalf("SELECT INBOX: %v", err)
+	}
+	if sel.NumMessages != 1 {
+		t.Fatalf("INBOX has %d messages, want 1", sel.NumMessages)
+	}
+	section := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := ic.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}, RFC822Size: true}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("FETCH: %v (%d messages)", err, len(msgs))
+	}
+	got := msgs[0].FindBodySection(section)
+	wantBody := strings.ReplaceAll(strings.ReplaceAll(raw, "\r\n", "\n"), "\n", "\r\n")
+	if !strings.HasPrefix(string(got), "Return-Path: <carol@example.net>\r\nDelivered-To: alice@example.org\r\nReceived: from ") ||
+		!strings.HasSuffix(string(got), "\r\n"+wantBody) {
+		t.Errorf("BODY[] = %q, want the added fields then %q", got, wantBody)
+	}
+	if msgs[0].RFC822Size != int64(len(got)) {
+		t.Errorf("RFC822.SIZE %d, BODY[] has %d bytes", msgs[0].RFC822Size, len(got))
+	}
+	if err := ic.Logout().Wait(); err != nil {
+		t.Errorf("LOGOUT: %v", err)
+	}
+	s.stop()
+
+	// The mail is there after the stop; user del removes user and mail.
+	if out := mustRun(t, "", "user", "del", "alice@example.org", "--data-dir", data); out != "deleted alice@example.org and its mail\n" {
+		t.Errorf("user del printed %q", out)
+	}
+	blobs := 0
+	filepath.WalkDir(filepath.Join(data, "blobs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			blobs++
+		}
+		return nil
+	})
+	if blobs != 0 {
+		t.Errorf("%d blob files left after user del, want 0", blobs)
+	}
+}
+
+// lmtpSend speaks LMTP by hand (so bare LF reaches the server) and
+// returns the RCPT replies for rejected recipients in place, followed by
+// the DATA replies of accepted ones: one line per RCPT in order, where an
+// accepted recipient's entry is its DATA reply.
+func lmtpSend(t *testing.T, addr, from string, rcpts []string, data string) []string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(conn)
+	read := func() string {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("LMTP read: %v", err)
+			}
+			line = strings.TrimRight(line, "\r\n")
+			if len(line) < 4 || line[3] != '-' {
+				return line
+			}
+		}
+	}
+	read() // greeting
+	fmt.Fprintf(conn, "LHLO test.example\r\n")
+	read()
+	fmt.Fprintf(conn, "MAIL FROM:<%s>\r\n", from)
+	if l := read(); !strings.HasPrefix(l, "250") {
+		t.Fatalf("MAIL: %s", l)
+	}
+	out := make([]string, len(rcpts))
+	var accepted []int
+	for i, rc := range rcpts {
+		fmt.Fprintf(conn, "RCPT TO:<%s>\r\n", rc)
+		if l := read(); strings.HasPrefix(l, "250") {
+			accepted = append(accepted, i)
+		} else {
+			out[i] = l
+		}
+	}
+	fmt.Fprintf(conn, "DATA\r\n")
+	if l := read(); !strings.HasPrefix(l, "354") {
+		t.Fatalf("DATA: %s", l)
+	}
+	if !strings.HasSuffix(data, "\r\n") {
+		t.Fatalf("lmtpSend: data must end in CRLF")
+	}
+	io.WriteString(conn, data+".\r\n")
+	for _, i := range accepted {
+		out[i] = read()
+	}
+	fmt.Fprintf(conn, "QUIT\r\n")
+	return out
+}
+
+var _ = context.Background

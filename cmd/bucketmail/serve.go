@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/config"
+	"github.com/bucketmail/bucketmail/internal/delivery"
+	"github.com/bucketmail/bucketmail/internal/imapserver"
+	"github.com/bucketmail/bucketmail/internal/lmtp"
+)
+
+// Shutdown deadlines: LMTP deliveries in progress get lmtpGrace to finish
+// (then answer 421); IMAP commands in progress get imapGrace.
+const (
+	lmtpGrace = 30 * time.Second
+	imapGrace = 10 * time.Second
+)
+
+func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flags := config.RegisterFlags(fs, true)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: serve takes no arguments, got %q", errUsage, pos)
+	}
+	cfg, err := flags.Load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting", "version", version(), "config", cfg)
+
+	var tlsConfig *tls.Config
+	if cfg.TLSEnabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	e, err := openEnv(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+
+	imapSrv := imapserver.New(imapserver.Options{
+		Store:             e.store,
+		Auth:              e.users,
+		TLS:               tlsConfig,
+		AllowInsecureAuth: cfg.Auth.AllowInsecure,
+		MaxAppendSize:     cfg.LMTP.MaxMessageSize,
+		Logger:            log.With("proto", "imap"),
+	})
+	lmtpSrv := lmtp.New(lmtp.Options{
+		Deliverer: &delivery.Deliverer{
+			Store:     e.store,
+			Users:     e.users,
+			Delimiter: cfg.LMTP.Delimiter(),
+			MaxSize:   cfg.LMTP.MaxMessageSize,
+			Hostname:  cfg.Hostname,
+			Logger:    log.With("proto", "lmtp"),
+		},
+		Hostname:       cfg.Hostname,
+		MaxMessageSize: cfg.LMTP.MaxMessageSize,
+		TLS:            tlsConfig,
+		Logger:         log.With("proto", "lmtp"),
+	})
+
+	// Open every listener before serving any, so a bad address fails
+	// the start instead of leaving half a server.
+	type listener struct {
+		proto string
+		ln    net.Listener
+		serve func(net.Listener) error
+	}
+	var lns []listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.ln.Close()
+		}
+	}
+	imapLn, err := net.Listen("tcp", cfg.IMAP.Listen)
+	if err != nil {
+		return fmt.Errorf("imap: listen: %w", err)
+	}
+	lns = append(lns, listener{"imap", imapLn, func(ln net.Listener) error { return imapSrv.Serve(ln, false) }})
+	if cfg.IMAP.TLSListen != "" {
+		ln, err := net.Listen("tcp", cfg.IMAP.TLSListen)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("imaps: listen: %w", err)
+		}
+		lns = append(lns, listener{"imaps", ln, func(ln net.Listener) error { return imapSrv.Serve(ln, true) }})
+	}
+	lmtpLn, err := lmtp.Listen(cfg.LMTP.Listen)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	lns = append(lns, listener{"lmtp", lmtpLn, lmtpSrv.Serve})
+
+	serveErr := make(chan error, len(lns))
+	var wg sync.WaitGroup
+	for _, l := range lns {
+		log.Info("listening", "proto", l.proto, "addr", l.ln.Addr().String(), "starttls", tlsConfig != nil && l.proto != "imaps")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.serve(l.ln); err != nil {
+				serveErr <- fmt.Errorf("%s: serve %s: %w", l.proto, l.ln.Addr(), err)
+			}
+		}()
+	}
+	if list, err := e.users.ListUsers(ctx); err == nil && len(list) == 0 {
+		hint := "bucketmail user add you@example.org --password-stdin"
+		if cfg.DataDir != config.DefaultDataDir {
+			hint += " --data-dir " + shellQuote(cfg.DataDir)
+		}
+		log.Info("no users yet; add one with: " + hint)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down (signal); a second signal stops at once")
+	case runErr = <-serveErr:
+		log.Error("shutting down", "err", runErr)
+	}
+	stopSignals()
+
+	// LMTP first, so deliveries in progress finish; IMAP at the same time.
+	var sdWG sync.WaitGroup
+	sdWG.Add(2)
+	go func() {
+		defer sdWG.Done()
+		c, cancel := context.WithTimeout(context.Background(), lmtpGrace)
+		defer cancel()
+		if err := lmtpSrv.Shutdown(c); err != nil {
+			log.Warn("lmtp: shutdown deadline passed; deliveries in progress were told 421", "err", err)
+		}
+	}()
+	go func() {
+		defer sdWG.Done()
+		c, cancel := context.WithTimeout(context.Background(), imapGrace)
+		defer cancel()
+		if err := imapSrv.Shutdown(c); err != nil {
+			log.Warn("imap: shutdown deadline passed", "err", err)
+		}
+	}()
+	sdWG.Wait()
+	closeAll()
+	wg.Wait()
+	log.Info("stopped")
+	if runErr != nil && !errors.Is(runErr, net.ErrClosed) {
+		return runErr
+	}
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

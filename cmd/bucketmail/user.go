@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/bucketmail/bucketmail/internal/config"
+	"github.com/bucketmail/bucketmail/internal/userdb"
+)
+
+func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: user needs a subcommand: add, passwd, del, list", errUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flags := config.RegisterFlags(fs, false)
+	var pwStdin bool
+	switch sub {
+	case "add", "passwd":
+		fs.BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
+	case "del", "list":
+	default:
+		return fmt.Errorf("%w: unknown user subcommand %q", errUsage, sub)
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	wantArgs := 1
+	if sub == "list" {
+		wantArgs = 0
+	}
+	if len(pos) != wantArgs {
+		return fmt.Errorf("%w: user %s takes %d address argument(s), got %d", errUsage, sub, wantArgs, len(pos))
+	}
+	var address string
+	if wantArgs == 1 {
+		address = userdb.Normalize(pos[0])
+		if !strings.Contains(address, "@") || strings.ContainsAny(address, " \t\r\n<>\"") {
+			return fmt.Errorf("%w: %q is not an address like user@example.org", errUsage, pos[0])
+		}
+	}
+	cfg, err := flags.Load()
+	if err != nil {
+		return err
+	}
+
+	// Read the password before opening the store, so a prompt is not
+	// kept waiting with the database open.
+	var password string
+	if sub == "add" || sub == "passwd" {
+		if password, err = readPassword(stdin, stderr, pwStdin); err != nil {
+			return err
+		}
+	}
+
+	e, err := openEnv(ctx, cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+
+	switch sub {
+	case "add":
+		if err := e.users.AddUser(ctx, address, password); err != nil {
+			if errors.Is(err, userdb.ErrExists) {
+				return fmt.Errorf("user %s already exists", address)
+			}
+			return err
+		}
+		// Create the account's mailboxes now, so the first IMAP login
+		// finds them and a broken store shows up here.
+		u, err := e.users.Lookup(ctx, address)
+		if err != nil {
+			return err
+		}
+		if _, err := e.store.Account(ctx, u.Account); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added %s\n", address)
+	case "passwd":
+		if err := e.users.SetPassword(ctx, address, password); err != nil {
+			if errors.Is(err, userdb.ErrNotFound) {
+				return fmt.Errorf("no user %s", address)
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "password changed for %s\n", address)
+	case "del":
+		u, err := e.users.Lookup(ctx, address)
+		if err != nil {
+			if errors.Is(err, userdb.ErrNotFound) {
+				return fmt.Errorf("no user %s", address)
+			}
+			return err
+		}
+		// The user goes first, so no delivery or login starts while the
+		// mail is removed.
+		if err := e.users.DeleteUser(ctx, address); err != nil {
+			return err
+		}
+		if err := e.store.DeleteAccount(ctx, u.Account); err != nil {
+			return fmt.Errorf("user %s deleted, but deleting its mail failed: %w", address, err)
+		}
+		fmt.Fprintf(stdout, "deleted %s and its mail\n", address)
+	case "list":
+		list, err := e.users.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, u := range list {
+			line := u.Address
+			if u.Disabled {
+				line += "\tdisabled"
+			}
+			fmt.Fprintln(stdout, line)
+		}
+	}
+	return nil
+}
+
+// readPassword reads the new password: the first line of stdin with
+// fromStdin, else a prompt (twice, no echo) when stdin is a terminal.
+func readPassword(stdin io.Reader, stderr io.Writer, fromStdin bool) (string, error) {
+	if !fromStdin {
+		f, ok := stdin.(*os.File)
+		if !ok || !isTerminal(f) {
+			return "", fmt.Errorf("%w: standard input is not a terminal: use --password-stdin", errUsage)
+		}
+		fmt.Fprint(stderr, "Password: ")
+		p1, err := readNoEcho(f)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprint(stderr, "Again: ")
+		p2, err := readNoEcho(f)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", err
+		}
+		if p1 != p2 {
+			return "", errors.New("the passwords differ")
+		}
+		return checkPassword(p1)
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		return "", fmt.Errorf("reading password from standard input: %w", err)
+	}
+	return checkPassword(strings.TrimRight(line, "\r\n"))
+}
+
+func checkPassword(p string) (string, error) {
+	if p == "" {
+		return "", errors.New("empty password")
+	}
+	return p, nil
+}
