@@ -150,26 +150,47 @@ func appendParams(b []byte, ps []Param, defaultCharset bool) []byte {
 
 // Part returns the part at an IMAP section path (RFC 3501 §6.4.5: "1.2.3"
 // as []int{1,2,3}) or nil if there is none. An empty path is the root.
-// Path numbering follows the RFC: a non-multipart part has part 1 (its
-// body, i.e. itself); the children of a message/rfc822 part are those of
-// its encapsulated message's body.
+//
+// Numbering follows the RFC (and Dovecot): the parts of a message are
+// those of its body: the children of a multipart body, or the body itself
+// as part 1 for a non-multipart body (also when it is message/rfc822:
+// BODY[1] of such a message is the whole encapsulated message). The
+// subparts of a message/rfc822 part are those of the encapsulated
+// message. A multipart without parts has an empty part 1, as its
+// BODYSTRUCTURE shows one.
 func (p *Part) Part(path []int) *Part {
-	cur := p
-	for _, n := range path {
-		if n < 1 || cur == nil {
+	if len(path) == 0 {
+		return p
+	}
+	cur := p.bodyPart(path[0])
+	for _, n := range path[1:] {
+		switch {
+		case cur == nil:
 			return nil
-		}
-		if cur.Message != nil {
-			cur = cur.Message
-		}
-		if cur.Multipart {
-			if n > len(cur.Parts) {
-				return nil
-			}
-			cur = cur.Parts[n-1]
-		} else if n != 1 {
+		case cur.Message != nil:
+			cur = cur.Message.bodyPart(n)
+		case cur.Multipart:
+			cur = cur.bodyPart(n)
+		default:
 			return nil
 		}
 	}
 	return cur
+}
+
+// bodyPart returns part n of the body of the message whose root is p.
+func (p *Part) bodyPart(n int) *Part {
+	if !p.Multipart {
+		if n == 1 {
+			return p
+		}
+		return nil
+	}
+	if len(p.Parts) == 0 && n == 1 {
+		return &Part{HeaderStart: p.End, BodyStart: p.End, End: p.End, Type: "text", Subtype: "plain"}
+	}
+	if n < 1 || n > len(p.Parts) {
+		return nil
+	}
+	return p.Parts[n-1]
 }

@@ -59,7 +59,7 @@ type parser struct {
 	rawHeader []byte
 	rootOver  bool
 	root      *Part
-	segStart  int64 // where the current body segment began
+	boundaryEnd int64 // offset just after the last boundary line
 	scratch   []byte
 }
 
@@ -78,7 +78,7 @@ type parser struct {
 func Parse(r io.Reader) (*Message, error) {
 	br := bufio.NewReaderSize(r, readBufSize)
 	root := &Part{}
-	p := &parser{root: root}
+	p := &parser{root: root, boundaryEnd: -1}
 	p.stack = append(p.stack, &frame{part: root, inHeader: true, msgRoot: true})
 	p.total = 1
 	lineStart := true
@@ -212,19 +212,31 @@ func (p *parser) findBoundary(line []byte) (int, bool) {
 // boundaryLine handles a boundary line of the multipart at stack index k.
 func (p *parser) boundaryLine(k int, end bool, line []byte) {
 	L := p.off
-	// The line break before the boundary belongs to it, unless it ends a
-	// header or a boundary line (the body is then empty).
-	top := p.stack[len(p.stack)-1]
-	strip := 0
-	if len(p.stack) > k+1 && !top.inHeader && L > p.segStart {
-		strip = p.prevTerm
+	// The line break before a boundary line belongs to it (RFC 2046
+	// §5.1.1), unless it ends the previous boundary line. Dovecot takes
+	// it from the body of the innermost part when that body has bytes
+	// (and then from every part that ends here); otherwise from the
+	// header that precedes it, and the enclosing parts keep it.
+	t := 0
+	if L != p.boundaryEnd {
+		t = p.prevTerm
 	}
-	for len(p.stack) > k+1 {
-		p.closeTop(L, strip)
+	if len(p.stack) > k+1 {
+		top := p.stack[len(p.stack)-1]
+		if !top.inHeader && top.part.BodyStart < L {
+			for len(p.stack) > k+1 {
+				p.closeTop(L, t)
+			}
+		} else {
+			p.closeShrunk(L, t)
+			for len(p.stack) > k+1 {
+				p.closeTop(L, 0)
+			}
+		}
 	}
 	m := p.stack[k]
 	p.advance(line)
-	p.segStart = p.off
+	p.boundaryEnd = p.off
 	if end {
 		m.active = false
 		p.nActive--
@@ -245,8 +257,10 @@ func (p *parser) boundaryLine(k int, end bool, line []byte) {
 func (p *parser) closeTop(L int64, strip int) {
 	f := p.stack[len(p.stack)-1]
 	if f.inHeader {
-		p.endHeader(f, L, true)
-		strip = 0
+		p.endHeader(f, L-int64(strip), true)
+		if strip > 0 {
+			f.nlBody = p.nl - 1
+		}
 	}
 	end, nlEnd := L-int64(strip), p.nl
 	if strip > 0 {
@@ -266,6 +280,37 @@ func (p *parser) closeTop(L int64, strip int) {
 		p.nActive--
 	}
 	p.stack = p.stack[:len(p.stack)-1]
+}
+
+// closeShrunk closes the innermost part when a boundary line follows its
+// header or its empty body: the line break t before the boundary is taken
+// from that header.
+func (p *parser) closeShrunk(L int64, t int) {
+	f := p.stack[len(p.stack)-1]
+	if f.inHeader && L > f.part.HeaderStart || !f.inHeader {
+		if !f.inHeader {
+			// empty body after the header's blank line
+			f.part.BodyStart = L - int64(t)
+			if t > 0 {
+				f.nlBody = p.nl - 1
+			}
+			if c := f.part.Message; c != nil {
+				c.HeaderStart, c.BodyStart, c.End = f.part.BodyStart, f.part.BodyStart, f.part.BodyStart
+			}
+		}
+		p.closeTop(L, t)
+		return
+	}
+	// An encapsulated message with an empty header: its rfc822 part
+	// gives up its header's blank line.
+	p.closeTop(L, 0)
+	if len(p.stack) == 0 {
+		return
+	}
+	parent := p.stack[len(p.stack)-1]
+	if parent.part.Message == f.part && !parent.inHeader && parent.part.BodyStart == L {
+		p.closeShrunk(L, t)
+	}
 }
 
 func (p *parser) finish() {
@@ -312,7 +357,6 @@ func (p *parser) endHeader(f *frame, bodyStart int64, closing bool) {
 	f.inHeader = false
 	part.BodyStart = bodyStart
 	f.nlBody = p.nl
-	p.segStart = bodyStart
 	if len(p.stack) == 1 && f == p.stack[0] {
 		p.rawHeader = f.hdr
 		p.rootOver = f.hdrOver
