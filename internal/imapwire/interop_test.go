@@ -87,7 +87,7 @@ func interopRespond(enc *Encoder, res any) {
 			return
 		}
 		for _, uid := range []uint64{7, 4000000000} {
-			enc.Atom("*").SP().Number(uid%1000+1).SP().Atom("FETCH").SP().BeginList()
+			enc.Atom("*").SP().Number(uid%1000 + 1).SP().Atom("FETCH").SP().BeginList()
 			enc.Atom("UID").SP().Number(uid).SP().Atom("FLAGS").SP().Flags([]string{`\Seen`, "$Work"}).SP()
 			enc.Atom("INTERNALDATE").SP().DateTime(time.Date(2024, 2, 3, 4, 5, 6, 0, time.FixedZone("", -5*3600-1800))).SP()
 			enc.Atom("RFC822.SIZE").SP().Number(uint64(len(interopBody))).SP()
