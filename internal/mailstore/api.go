@@ -199,8 +199,8 @@ func (a *Account) States(ctx context.Context, mailboxID int64) ([]MessageState, 
 }
 
 // Messages calls fn for each message of the mailbox whose UID is in uids
-// (ascending), skipping UIDs that no longer exist. The *Message is valid
-// only during the call. Rows are read in batches of a few dozen, so fn
+// (ascending), skipping UIDs that no longer exist. Each *Message is a
+// fresh value that fn may keep. Rows are read in batches of a few dozen, so fn
 // holds no database snapshot; fn may call other Store methods. An error
 // from fn stops the walk and is returned as is.
 func (a *Account) Messages(ctx context.Context, mailboxID int64, uids []uint32, fn func(*Message) error) error {

@@ -119,4 +119,7 @@ CREATE TABLE expunged (
 ) WITHOUT ROWID;
 CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);
 `,
+	// 2: covering index for the per-mailbox counts (STATUS MESSAGES,
+	// UNSEEN, SIZE; LIST), so they never read message rows.
+	`CREATE INDEX messages_counts ON messages (mailbox_id, flags, size);`,
 }
