@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +23,9 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/bucketmail/bucketmail/internal/config"
+	"github.com/bucketmail/bucketmail/internal/mailstore"
 )
 
 // binPath is the bucketmail binary built by TestMain.
@@ -441,4 +445,119 @@ func lmtpSend(t *testing.T, addr, from string, rcpts []string, data string) []st
 	return out
 }
 
-var _ = context.Background
+// TestImport imports an mbox file and a Maildir with a Maildir++
+// subfolder with the real binary, then reads the store.
+func TestImport(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	mustRun(t, "pw\n", "user", "add", "alice@example.org", "--password-stdin", "--data-dir", data)
+
+	mbox := filepath.Join(dir, "old.mbox")
+	os.WriteFile(mbox, []byte("From carol@example.net Sat Jan  3 01:05:34 1998\n"+
+		"Subject: one\n\nfirst\n>From the quoted line\n\n"+
+		"From dave@example.net Mon Feb  2 10:00:00 2004\n"+
+		"Subject: two\r\n\r\nsecond\r\n"), 0o600)
+
+	md := filepath.Join(dir, "Maildir")
+	write := func(rel, body string, mtime time.Time) {
+		p := filepath.Join(md, rel)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t1 := time.Date(2020, 5, 6, 7, 8, 9, 0, time.UTC)
+	t2 := time.Date(2021, 1, 2, 3, 4, 5, 0, time.UTC)
+	t3 := time.Date(2022, 3, 4, 5, 6, 7, 0, time.UTC)
+	write("cur/1588748889.M1P1.host:2,FS", "Subject: seen and flagged\n\nbody\n", t1)
+	write("new/1609556645.M2P2.host", "Subject: new\n\nbody\n", t2)
+	os.MkdirAll(filepath.Join(md, "tmp"), 0o700)
+	write(".Lists.Go/cur/1646370367.M3P3.host:2,RS", "Subject: in a subfolder\n\nbody\n", t3)
+
+	out := mustRun(t, "", "import", "--data-dir", data, "--user", "Alice@example.org", "--mailbox", "Archive", mbox, md)
+	want := mbox + ": 2 messages into Archive\n" +
+		md + ": 2 messages into Archive\n" +
+		filepath.Join(md, ".Lists.Go") + ": 1 messages into Archive/Lists/Go\n" +
+		"imported 5 messages into alice@example.org (0 skipped)\n"
+	if out != want {
+		t.Errorf("import printed\n%s\nwant\n%s", out, want)
+	}
+	_, errOut, code := runBin(t, "", "import", "--data-dir", data, "--user", "nobody@example.org", mbox)
+	if code != 1 || !strings.Contains(errOut, "no user nobody@example.org") {
+		t.Errorf("import for a missing user: exit %d, %q", code, errOut)
+	}
+
+	// Read what was stored.
+	ctx := context.Background()
+	cfg := config.Config{DataDir: data}
+	cfg.ApplyDefaults()
+	e, err := openEnv(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	acct, err := e.store.Account(ctx, "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type stored struct {
+		body  string
+		flags []string
+		date  time.Time
+	}
+	read := func(mailbox string) []stored {
+		t.Helper()
+		mb, err := acct.Mailbox(ctx, mailbox)
+		if err != nil {
+			t.Fatalf("mailbox %s: %v", mailbox, err)
+		}
+		states, err := acct.States(ctx, mb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uids []uint32
+		for _, s := range states {
+			uids = append(uids, s.UID)
+		}
+		var out []stored
+		err = acct.Messages(ctx, mb.ID, uids, func(m *mailstore.Message) error {
+			rc, err := acct.OpenBody(ctx, m, 0, -1)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			var b strings.Builder
+			io.Copy(&b, rc)
+			out = append(out, stored{b.String(), m.Flags, m.InternalDate.UTC()})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got := read("Archive")
+	wantArchive := []stored{
+		{"Subject: one\r\n\r\nfirst\r\n>From the quoted line\r\n", nil, time.Date(1998, 1, 3, 1, 5, 34, 0, time.UTC)},
+		{"Subject: two\r\n\r\nsecond\r\n", nil, time.Date(2004, 2, 2, 10, 0, 0, 0, time.UTC)},
+		{"Subject: seen and flagged\r\n\r\nbody\r\n", []string{`\Flagged`, `\Seen`}, t1},
+		{"Subject: new\r\n\r\nbody\r\n", nil, t2},
+	}
+	if len(got) != len(wantArchive) {
+		t.Fatalf("Archive has %d messages, want %d: %+v", len(got), len(wantArchive), got)
+	}
+	for i, w := range wantArchive {
+		g := got[i]
+		if g.body != w.body || !slices.Equal(g.flags, w.flags) || !g.date.Equal(w.date) {
+			t.Errorf("Archive message %d = %q %q %v\nwant %q %q %v", i+1, g.body, g.flags, g.date, w.body, w.flags, w.date)
+		}
+	}
+	got = read("Archive/Lists/Go")
+	if len(got) != 1 || got[0].body != "Subject: in a subfolder\r\n\r\nbody\r\n" ||
+		!slices.Equal(got[0].flags, []string{`\Answered`, `\Seen`}) || !got[0].date.Equal(t3) {
+		t.Errorf("Archive/Lists/Go = %+v", got)
+	}
+}
