@@ -16,8 +16,17 @@
 // notify watchers. A crash can leave an orphan blob, never an index row
 // without its blob.
 //
+// UIDs are reserved before the Put so that each object carries its UID
+// in its metadata; a per-mailbox sequencer makes rows commit in UID order
+// (seq.go). Objects are keyed <hash>/<account>/msg/<ulid> (names.go) and
+// reference-counted in the index: COPY shares an object, and the object
+// is deleted after the commit that drops its last reference. Orphans
+// finds objects no row refers to (for fsck).
+//
 // Mailbox names are UTF-8 with "/" as the hierarchy separator; "INBOX" is
 // case-insensitive and stored as "INBOX".
+//
+// Schema: internal/metadb (MailMigrations), applied by Open.
 //
 // The Store is safe for concurrent use by many sessions.
 package mailstore
