@@ -49,7 +49,11 @@ func (p *Part) appendBodyStructure(b []byte, ext bool) []byte {
 	}
 	text := false
 	if p.Message != nil {
-		b = append(b, `"message" "rfc822"`...)
+		if p.global {
+			b = append(b, `"message" "global"`...)
+		} else {
+			b = append(b, `"message" "rfc822"`...)
+		}
 	} else {
 		text = equalFold(p.Type, "text")
 		b = appendString(b, p.Type)

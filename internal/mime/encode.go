@@ -19,6 +19,7 @@ const structVersion = 1
 const (
 	encMultipart = 1 << iota
 	encMessage
+	encGlobal
 )
 
 // EncodeStructure serialises the tree below p without headers, for the
@@ -47,6 +48,9 @@ func encodePart(b []byte, p *Part) []byte {
 	}
 	if p.Message != nil {
 		fl |= encMessage
+	}
+	if p.global {
+		fl |= encGlobal
 	}
 	b = append(b, fl, byte(p.Present))
 	for _, s := range [...]string{p.Type, p.Subtype, p.ID, p.Description, p.Encoding, p.MD5, p.Disposition, p.Location, p.Envelope} {
@@ -179,6 +183,7 @@ func (d *decoder) part(depth int) *Part {
 	p.Present = Presence(d.b[1])
 	d.b = d.b[2:]
 	p.Multipart = fl&encMultipart != 0
+	p.global = fl&encGlobal != 0
 	p.Type, p.Subtype = d.str(), d.str()
 	p.ID, p.Description, p.Encoding, p.MD5 = d.str(), d.str(), d.str(), d.str()
 	p.Disposition, p.Location, p.Envelope = d.str(), d.str(), d.str()

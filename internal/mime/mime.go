@@ -78,11 +78,18 @@ type Part struct {
 	// read from the blob by offset when needed).
 	Header Header
 
-	Parts   []*Part // children of a multipart
-	Message *Part   // root of an encapsulated message/rfc822
+	Parts []*Part // children of a multipart
+	// Message is the root of an encapsulated message/rfc822 or
+	// message/global message. Its HeaderStart is BodyStart; its End is
+	// End, except when its header is cut short by a boundary line: it
+	// then ends before the line break that precedes the boundary (which
+	// Dovecot counts in this part's body but not in the message's header).
+	Message *Part
 
 	// parse-time flags for Dovecot's plain-7bit check (not encoded)
 	textFlag, hasSubtype bool
+	// global marks a message/global Message (RFC 6532)
+	global bool
 }
 
 // Presence records which optional Content-* fields were present, so that

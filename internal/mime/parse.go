@@ -11,8 +11,9 @@ import (
 // pathological messages matches it).
 const (
 	// MaxNesting is the deepest nesting of multipart and message/rfc822
-	// parts: a part at depth MaxNesting-1 (the root is at depth 0) is
-	// not parsed further and reported as a leaf with its declared type.
+	// parts: a multipart at depth MaxNesting-1 (the root is at depth 0)
+	// is reported as a leaf with its declared type; a message/rfc822
+	// there keeps its encapsulated message, but that is a leaf.
 	MaxNesting = 100
 	// MaxParts is the most parts in a message; after that boundary lines
 	// are no longer recognised.
@@ -36,7 +37,7 @@ type frame struct {
 	hdr          []byte
 	hdrOver      bool // over MaxHeaderBytes: only needed fields are kept
 	hdrKeep      bool // the current field is kept (when hdrOver)
-	hdrDropped   bool // even needed fields were dropped
+	leaf         bool // at the nesting limit: not parsed further
 	mimeChild    bool // child of a multipart: Content-* always apply
 	msgRoot      bool // root of a message (top level or message/rfc822)
 	parentDigest bool
@@ -49,18 +50,18 @@ type frame struct {
 }
 
 type parser struct {
-	off       int64
-	nl        int64 // LFs before off
-	prevTerm  int   // length of the previous line's terminator
-	lastByte  byte
-	stack     []*frame
-	nActive   int // frames with an active boundary
-	total     int
-	rawHeader []byte
-	rootOver  bool
-	root      *Part
+	off         int64
+	nl          int64 // LFs before off
+	prevTerm    int   // length of the previous line's terminator
+	lastByte    byte
+	stack       []*frame
+	nActive     int // frames with an active boundary
+	total       int
+	rawHeader   []byte
+	rootOver    bool
+	root        *Part
 	boundaryEnd int64 // offset just after the last boundary line
-	scratch   []byte
+	scratch     []byte
 }
 
 // Parse reads a whole message from r and returns its structure. It reads r
@@ -74,7 +75,11 @@ type parser struct {
 // close delimiter. The line break before a boundary line belongs to the
 // boundary (RFC 2046 §5.1.1). A part without its close delimiter ends where
 // an enclosing boundary or the message ends. A multipart without a
-// boundary parameter is a leaf.
+// boundary parameter (or without any boundary line) has no parts; its
+// BODYSTRUCTURE shows one empty text/plain part, as Dovecot's does.
+// Boundary lines are recognised in headers too: one ends the header there.
+// Line counts are LF counts, so CRLF and bare LF count alike; offsets are
+// those of the bytes as given.
 func Parse(r io.Reader) (*Message, error) {
 	br := bufio.NewReaderSize(r, readBufSize)
 	root := &Part{}
@@ -164,8 +169,6 @@ func (p *parser) keepHeader(f *frame, chunk []byte, lineStart bool) {
 	}
 	if f.hdrKeep && len(f.hdr)+len(chunk) <= 2*MaxHeaderBytes {
 		f.hdr = append(f.hdr, chunk...)
-	} else if f.hdrKeep {
-		f.hdrDropped = true
 	}
 }
 
@@ -383,9 +386,13 @@ func (p *parser) endHeader(f *frame, bodyStart int64, closing bool) {
 			part.textFlag = true
 		}
 	}
-	if (multipart || rfc822) && f.depth+1 >= MaxNesting {
+	if f.leaf || multipart && f.depth+1 >= MaxNesting {
 		multipart, rfc822 = false, false
 	}
+	// At the nesting limit a message/rfc822 part still gets its
+	// encapsulated message (RFC 3501 §9 body-type-msg needs an envelope
+	// and a body), but that message is not parsed further.
+	leafChild := rfc822 && f.depth+1 >= MaxNesting
 	switch {
 	case multipart:
 		part.Multipart = true
@@ -396,10 +403,11 @@ func (p *parser) endHeader(f *frame, bodyStart int64, closing bool) {
 		}
 		f.digest = ci.digest
 	case rfc822:
+		part.global = ci.global
 		child := &Part{HeaderStart: bodyStart}
 		part.Message = child
 		p.total++
-		cf := &frame{part: child, depth: f.depth + 1, inHeader: true, msgRoot: true}
+		cf := &frame{part: child, depth: f.depth + 1, inHeader: true, msgRoot: true, leaf: leafChild}
 		if closing {
 			p.endHeader(cf, bodyStart, true)
 			child.End = bodyStart
@@ -417,6 +425,7 @@ type contentInfo struct {
 	multipart   bool
 	digest      bool
 	rfc822      bool
+	global      bool
 	text        bool
 	hasBoundary bool
 	boundary    []byte
@@ -520,6 +529,12 @@ func (p *parser) parseContentType(c *Part, value []byte, ci *contentInfo) {
 	switch {
 	case equalFoldB(ct, "message/rfc822"):
 		ci.rfc822 = true
+	case equalFoldB(ct, "message/global"):
+		// RFC 6532 §3.7, RFC 9051 §9 media-message: an encapsulated
+		// message too (Dovecot 2.3 treats it as a leaf; see
+		// DIFFERENCES.md).
+		ci.rfc822 = true
+		ci.global = true
 	case hasPrefixFoldB(ct, "text") && (len(ct) == 4 || ct[4] == '/'):
 		ci.text = true
 	case hasPrefixFoldB(ct, "multipart/"):
