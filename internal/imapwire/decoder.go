@@ -530,7 +530,7 @@ func (d *Decoder) MailboxUTF8() (string, error) {
 	}
 	u, err := DecodeMUTF7(s)
 	if err != nil {
-		return "", synErr("mailbox name %q: %v", s, err)
+		return "", synErr("mailbox name %+q: %v", s, err)
 	}
 	return u, nil
 }
@@ -885,7 +885,7 @@ func (d *Decoder) DateTime() (time.Time, error) {
 	}
 	t, ok := ParseDateTime(s)
 	if !ok {
-		return time.Time{}, synErr("invalid date-time %q (want \"dd-Mon-yyyy hh:mm:ss +zzzz\")", s)
+		return time.Time{}, synErr("invalid date-time %+q (want \"dd-Mon-yyyy hh:mm:ss +zzzz\")", s)
 	}
 	return t, nil
 }
@@ -908,7 +908,7 @@ func (d *Decoder) Date() (time.Time, error) {
 	}
 	y, m, day, rest, ok := parseDate(s, false)
 	if !ok || rest != "" {
-		return time.Time{}, synErr("invalid date %q (want dd-Mon-yyyy)", s)
+		return time.Time{}, synErr("invalid date %+q (want dd-Mon-yyyy)", s)
 	}
 	return time.Date(y, m, day, 0, 0, 0, 0, time.UTC), nil
 }

@@ -309,7 +309,7 @@ func TestMailbox(t *testing.T) {
 		{in: "&AOk-t&AOk-", want: "été"},
 		{in: "inbox", want: "INBOX"},
 		{in: "&Jjo", err: `mailbox name "&Jjo": imapwire: invalid modified UTF-7: unterminated & sequence`},
-		{in: "{2}\r\n\xc3\xa9", err: `mailbox name "é": imapwire: invalid modified UTF-7: byte 0xc3 must be encoded`},
+		{in: "{2}\r\n\xc3\xa9", err: `mailbox name "\u00e9": imapwire: invalid modified UTF-7: byte 0xc3 must be encoded`},
 	}, (*Decoder).MailboxUTF8)
 	d, _ := newTestDecoder("\"été\" \"\xff\"")
 	d.UTF8 = true

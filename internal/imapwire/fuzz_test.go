@@ -201,6 +201,13 @@ func serve(t testing.TB, in string, maxLine int) []string {
 		if tag == "" {
 			tag = "*"
 		}
+		if se != nil {
+			for i := 0; i < len(se.Msg); i++ {
+				if c := se.Msg[i]; c < 0x20 || c > 0x7e {
+					t.Fatalf("error message %q is not printable US-ASCII", se.Msg)
+				}
+			}
+		}
 		log = append(log, tag+" BAD "+se.msg())
 		if err == ErrAuthCancelled {
 			continue

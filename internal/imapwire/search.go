@@ -69,7 +69,7 @@ func (d *Decoder) Search() (*SearchCommand, error) {
 		case strings.EqualFold(cs, "US-ASCII"):
 			cmd.Charset = "US-ASCII"
 		default:
-			return nil, &SyntaxError{Msg: fmt.Sprintf("unsupported charset %q", cs), Err: ErrBadCharset}
+			return nil, &SyntaxError{Msg: fmt.Sprintf("unsupported charset %+q", cs), Err: ErrBadCharset}
 		}
 		if err := d.SP(); err != nil {
 			return nil, err
@@ -289,7 +289,7 @@ func (d *Decoder) searchModSeq(key *SearchKey) error {
 			return err
 		}
 		if !strings.HasPrefix(strings.ToLower(entry), "/flags/") || len(entry) == len("/flags/") {
-			return synErr("invalid MODSEQ entry name %q", entry)
+			return synErr("invalid MODSEQ entry name %+q", entry)
 		}
 		if err := d.SP(); err != nil {
 			return err
