@@ -66,16 +66,33 @@ func (s *Store) spool(ctx context.Context, r io.Reader, crlf bool, maxSize int64
 	in = &Incoming{Size: size, path: f.Name(), f: f}
 	copy(in.SHA256[:], h.Sum(nil))
 
-	parsed, err := mime.Parse(bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("mailstore: spool: parse: %w", err)
+	if err := parseIncoming(in); err != nil {
+		s.log.Error("mailstore: spool: parse failed", "size", size, "err", err)
+		return nil, fmt.Errorf("mailstore: spool: %w", err)
 	}
-	if parsed.Size != size {
-		return nil, fmt.Errorf("mailstore: spool: parser read %d bytes of %d", parsed.Size, size)
+	return in, nil
+}
+
+// parseIncoming parses the spooled message and computes its index data.
+// mime.Parse never fails on bad input; a panic in it is a parser bug, and
+// is turned into an error so that one message cannot take the server
+// down.
+func parseIncoming(in *Incoming) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("parse: panic: %v", r)
+		}
+	}()
+	parsed, err := mime.Parse(bufio.NewReaderSize(in.reader(), 64<<10))
+	if err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	if parsed.Size != in.Size || parsed.Root == nil {
+		return fmt.Errorf("parse: parser read %d bytes of %d", parsed.Size, in.Size)
 	}
 	in.Parsed = parsed
 	in.idx = buildIndexData(parsed)
-	return in, nil
+	return nil
 }
 
 func buildIndexData(p *mime.Message) *indexData {
