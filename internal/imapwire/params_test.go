@@ -81,3 +81,37 @@ func TestDecoderReset(t *testing.T) {
 		t.Fatalf("after Reset: %q %v", tag, err)
 	}
 }
+
+func TestStatusItems(t *testing.T) {
+	runCases(t, []decodeCase{
+		{in: "(MESSAGES recent UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE HIGHESTMODSEQ)",
+			want: []StatusItem{StatusMessages, StatusRecent, StatusUIDNext, StatusUIDValidity, StatusUnseen, StatusDeleted, StatusSize, StatusHighestModSeq}},
+		{in: "()", err: "empty STATUS item list"},
+		{in: "(MESSAGES FOO)", err: `unknown STATUS item "FOO"`},
+		{in: "MESSAGES", err: `expected (, found "M"`},
+	}, (*Decoder).StatusItems)
+}
+
+func TestEncoderReset(t *testing.T) {
+	var a, b strings.Builder
+	e := NewEncoder(bufio.NewWriter(&a))
+	e.Atom("one").Flush()
+	e.Reset(bufio.NewWriter(&b))
+	e.Atom("two").Flush()
+	if a.String() != "one" || b.String() != "two" {
+		t.Fatalf("got %q, %q", a.String(), b.String())
+	}
+}
+
+func TestMaxSearchDepth(t *testing.T) {
+	d, _ := newTestDecoder(" NOT NOT ALL\r\n")
+	d.MaxSearchDepth = 2
+	if _, err := d.Search(); err == nil || err.(*SyntaxError).Msg != "search program nested too deeply (more than 2 levels)" {
+		t.Fatalf("err = %v", err)
+	}
+	d, _ = newTestDecoder(" NOT ALL\r\n")
+	d.MaxSearchDepth = 2
+	if _, err := d.Search(); err != nil {
+		t.Fatal(err)
+	}
+}
