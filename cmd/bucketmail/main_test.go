@@ -4,11 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -90,12 +98,12 @@ type server struct {
 	cond  *sync.Cond
 }
 
-// startServe starts serve with a JSON-logging config and the given extra
-// flags, and waits for its listeners.
-func startServe(t *testing.T, dataDir string, extra ...string) *server {
+// startServe starts serve with a JSON-logging config (cfgExtra is put
+// before its [log] section) and the given extra flags.
+func startServe(t *testing.T, dataDir, cfgExtra string, extra ...string) *server {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "bucketmail.toml")
-	if err := os.WriteFile(cfg, []byte("[log]\nformat = \"json\"\nlevel = \"debug\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(cfgExtra+"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := append([]string{"serve", "--config", cfg, "--data-dir", dataDir,
@@ -302,7 +310,7 @@ func TestParseFlags(t *testing.T) {
 // and exits 0 on SIGTERM.
 func TestServeSignal(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data dir")
-	s := startServe(t, data)
+	s := startServe(t, data, "")
 	s.addr("imap")
 	s.addr("lmtp")
 	hint := "no users yet; add one with: bucketmail user add you@example.org --password-stdin --data-dir '" + data + "'"
@@ -320,7 +328,7 @@ func TestServeSignal(t *testing.T) {
 // client, SIGTERM, then user del removes the mail.
 func TestServeEndToEnd(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	s := startServe(t, data)
+	s := startServe(t, data, "")
 	imapAddr, lmtpAddr := s.addr("imap"), s.addr("lmtp")
 
 	if out := mustRun(t, "correct horse\n", "user", "add", "alice@example.org", "--password-stdin", "--data-dir", data); out != "added alice@example.org\n" {
@@ -330,7 +338,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// Deliver over LMTP; the message has bare LF line ends (but the
 	// last, since the end-of-data dot must follow a CRLF).
 	raw := "From: Carol <carol@example.net>\nTo: alice@example.org\nSubject: e2e\n\nHello over LMTP.\r\n"
-	replies := lmtpSend(t, lmtpAddr, "carol@example.net", []string{"alice@example.org", "nobody@example.org"}, raw)
+	replies := lmtpSend(t, lmtpAddr, nil, "carol@example.net", []string{"alice@example.org", "nobody@example.org"}, raw)
 	if want := []string{"250 ", "550 5.1.1 "}; len(replies) != 2 || !strings.HasPrefix(replies[0], want[0]) || !strings.HasPrefix(replies[1], want[1]) {
 		t.Fatalf("LMTP replies %q, want RCPT 250 then 550 5.1.1 ...", replies)
 	}
@@ -388,26 +396,30 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 }
 
-// lmtpSend speaks LMTP by hand (so bare LF reaches the server) and
-// returns the RCPT replies for rejected recipients in place, followed by
-// the DATA replies of accepted ones: one line per RCPT in order, where an
-// accepted recipient's entry is its DATA reply.
-func lmtpSend(t *testing.T, addr, from string, rcpts []string, data string) []string {
+// lmtpSend speaks LMTP by hand (so bare LF reaches the server), after
+// STARTTLS when tlsConfig is set, and returns one reply per RCPT in
+// order: the RCPT reply of a rejected recipient, the DATA reply of an
+// accepted one.
+func lmtpSend(t *testing.T, addr string, tlsConfig *tls.Config, from string, rcpts []string, data string) []string {
 	t.Helper()
+	var conn net.Conn
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { conn.Close() }()
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 	r := bufio.NewReader(conn)
+	var lines []string // lines of the last reply
 	read := func() string {
+		lines = lines[:0]
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
 				t.Fatalf("LMTP read: %v", err)
 			}
 			line = strings.TrimRight(line, "\r\n")
+			lines = append(lines, line)
 			if len(line) < 4 || line[3] != '-' {
 				return line
 			}
@@ -416,6 +428,26 @@ func lmtpSend(t *testing.T, addr, from string, rcpts []string, data string) []st
 	read() // greeting
 	fmt.Fprintf(conn, "LHLO test.example\r\n")
 	read()
+	hasTLS := slices.ContainsFunc(lines, func(l string) bool { return len(l) > 4 && l[4:] == "STARTTLS" })
+	if tlsConfig != nil {
+		if !hasTLS {
+			t.Fatalf("LHLO reply %q lacks STARTTLS", lines)
+		}
+		fmt.Fprintf(conn, "STARTTLS\r\n")
+		if l := read(); !strings.HasPrefix(l, "220 ") {
+			t.Fatalf("STARTTLS: %s", l)
+		}
+		tc := tls.Client(conn, tlsConfig)
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("LMTP TLS handshake: %v", err)
+		}
+		conn = tc
+		r = bufio.NewReader(conn)
+		fmt.Fprintf(conn, "LHLO test.example\r\n")
+		read()
+	} else if hasTLS {
+		t.Errorf("LHLO offers STARTTLS without TLS configured: %q", lines)
+	}
 	fmt.Fprintf(conn, "MAIL FROM:<%s>\r\n", from)
 	if l := read(); !strings.HasPrefix(l, "250") {
 		t.Fatalf("MAIL: %s", l)
@@ -560,4 +592,88 @@ func TestImport(t *testing.T) {
 		!slices.Equal(got[0].flags, []string{`\Answered`, `\Seen`}) || !got[0].date.Equal(t3) {
 		t.Errorf("Archive/Lists/Go = %+v", got)
 	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and localhost
+// and returns the file names and a pool that trusts it.
+func writeCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "bucketmail test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestServeTLS: with a certificate configured, IMAP offers STARTTLS and
+// an implicit-TLS listener, and LMTP offers STARTTLS.
+func TestServeTLS(t *testing.T) {
+	certFile, keyFile, pool := writeCert(t)
+	data := filepath.Join(t.TempDir(), "data")
+	mustRun(t, "tls pw\n", "user", "add", "alice@example.org", "--password-stdin", "--data-dir", data)
+	s := startServe(t, data, fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", certFile, keyFile),
+		"--imaps-listen", "127.0.0.1:0")
+	imapAddr, imapsAddr, lmtpAddr := s.addr("imap"), s.addr("imaps"), s.addr("lmtp")
+	tlsConfig := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+
+	replies := lmtpSend(t, lmtpAddr, tlsConfig, "carol@example.net", []string{"alice@example.org"}, "Subject: over TLS\r\n\r\nhi\r\n")
+	if len(replies) != 1 || !strings.HasPrefix(replies[0], "250 2.0.0 <alice@example.org> ") {
+		t.Fatalf("LMTP over STARTTLS: %q, want 250", replies)
+	}
+
+	for _, tc := range []struct {
+		name string
+		dial func() (*imapclient.Client, error)
+	}{
+		{"implicit TLS", func() (*imapclient.Client, error) {
+			return imapclient.DialTLS(imapsAddr, &imapclient.Options{TLSConfig: tlsConfig})
+		}},
+		{"STARTTLS", func() (*imapclient.Client, error) {
+			return imapclient.DialStartTLS(imapAddr, &imapclient.Options{TLSConfig: tlsConfig})
+		}},
+	} {
+		c, err := tc.dial()
+		if err != nil {
+			t.Errorf("%s: dial: %v", tc.name, err)
+			continue
+		}
+		if err := c.Login("alice@example.org", "tls pw").Wait(); err != nil {
+			t.Errorf("%s: LOGIN: %v", tc.name, err)
+		} else if st, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait(); err != nil || st.NumMessages == nil || *st.NumMessages != 1 {
+			t.Errorf("%s: STATUS INBOX = %+v, %v; want 1 message", tc.name, st, err)
+		}
+		c.Logout().Wait()
+		c.Close()
+	}
+	s.stop()
 }
