@@ -101,6 +101,10 @@ type Decoder struct {
 	lineLen int   // bytes of the current line outside literals
 	pending int64 // bytes of an accepted literal not yet consumed
 
+	announced     int64 // literal header read by LiteralHeader, not yet accepted
+	announcedSync bool
+	hasAnnounced  bool
+
 	tail    [24]byte // ring of the last bytes of the line since the last literal
 	tailPos int      // bytes written to tail since the last reset
 }

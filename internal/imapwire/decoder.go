@@ -77,7 +77,8 @@ func (d *Decoder) maxDepth() int {
 }
 
 // errPendingLiteral is a programming error of the caller: it went on
-// decoding while the bytes of a literal returned by Literal were unread.
+// decoding while the bytes of a literal returned by Literal were unread,
+// or after LiteralHeader without AcceptLiteral or DiscardLine.
 var errPendingLiteral = errors.New("imapwire: literal returned by Literal not fully read")
 
 // unexpectedEOF turns io.EOF inside a line into io.ErrUnexpectedEOF.
@@ -90,7 +91,7 @@ func unexpectedEOF(err error) error {
 
 // peek returns the next byte of the line without consuming it.
 func (d *Decoder) peek() (byte, error) {
-	if d.pending > 0 {
+	if d.pending > 0 || d.hasAnnounced {
 		return 0, errPendingLiteral
 	}
 	b, err := d.r.Peek(1)
@@ -112,7 +113,7 @@ func (d *Decoder) record(c byte) {
 // readByte consumes one non-literal byte, enforcing MaxLine. The byte is
 // not consumed when the line is already at its limit.
 func (d *Decoder) readByte() (byte, error) {
-	if d.pending > 0 {
+	if d.pending > 0 || d.hasAnnounced {
 		return 0, errPendingLiteral
 	}
 	if d.lineLen >= d.maxLine() {
@@ -142,6 +143,7 @@ func (d *Decoder) expect(c byte, what string) error {
 
 // endLine resets the per-line state after the line's LF.
 func (d *Decoder) endLine() {
+	d.hasAnnounced = false
 	d.inLine = false
 	d.eol = false
 	d.lineLen = 0
@@ -390,10 +392,10 @@ func (d *Decoder) literalHeader(allowBinary bool) (n int64, sync, binary bool, e
 	return int64(u), sync, binary, nil
 }
 
-// acceptLiteral checks the limits for a literal whose header has just
-// been read, and on success calls Continue for a synchronizing one. On
-// failure the header stays consumed and DiscardLine finishes the job.
-func (d *Decoder) acceptLiteral(n int64, sync bool, max int64) error {
+// checkLiteral checks the limits for a literal whose header has just been
+// read. On failure the header stays consumed and DiscardLine finishes the
+// job.
+func (d *Decoder) checkLiteral(n int64, sync bool, max int64) error {
 	if max > 0 && n > max {
 		return &SyntaxError{Msg: fmt.Sprintf("literal of %d bytes exceeds the limit of %d", n, max), Err: ErrLiteralTooLarge}
 	}
@@ -401,6 +403,12 @@ func (d *Decoder) acceptLiteral(n int64, sync bool, max int64) error {
 		// RFC 7888 §4: a plain BAD, so no ErrLiteralTooLarge.
 		return synErr("non-synchronizing literal of %d bytes exceeds the LITERAL- limit of %d", n, d.MaxLiteralPlus)
 	}
+	return nil
+}
+
+// beginLiteral starts reading the bytes of a literal whose header has
+// been read and checked: it calls Continue for a synchronizing one.
+func (d *Decoder) beginLiteral(sync bool) error {
 	// The line goes on after the literal.
 	d.eol = false
 	d.tailPos = 0
@@ -410,6 +418,14 @@ func (d *Decoder) acceptLiteral(n int64, sync bool, max int64) error {
 		}
 	}
 	return nil
+}
+
+// acceptLiteral is checkLiteral then beginLiteral.
+func (d *Decoder) acceptLiteral(n int64, sync bool, max int64) error {
+	if err := d.checkLiteral(n, sync, max); err != nil {
+		return err
+	}
+	return d.beginLiteral(sync)
 }
 
 func (d *Decoder) literalString() (string, error) {
@@ -449,16 +465,56 @@ func (d *Decoder) Literal() (n int64, r io.Reader, err error) {
 // Literal8 is Literal that also reports whether the literal was a
 // literal8 "~{n}" (RFC 3516 §4.4: binary content in APPEND).
 func (d *Decoder) Literal8() (n int64, binary bool, r io.Reader, err error) {
-	n, sync, binary, err := d.literalHeader(true)
+	n, binary, err = d.LiteralHeader()
 	if err != nil {
 		return 0, false, nil, err
 	}
-	if err := d.acceptLiteral(n, sync, d.MaxStream); err != nil {
+	r, err = d.AcceptLiteral()
+	if err != nil {
 		return 0, false, nil, err
 	}
-	d.pending = n
-	return n, binary, literalReader{d}, nil
+	return n, binary, r, nil
 }
+
+// LiteralHeader is the first half of Literal8: it reads the header
+// "{n}", "{n+}", "~{n}" or "~{n+}" and its CRLF, checks MaxStream and
+// MaxLiteralPlus like Literal, and stops before any "+" is sent. The
+// server may then check what it must before the client sends the data
+// (the APPEND mailbox exists, APPENDLIMIT, quota) and either call
+// AcceptLiteral, or answer (NO [TRYCREATE], NO [TOOBIG], ...) and call
+// DiscardLine: a synchronizing literal then never gets its "+" so its
+// bytes never come, and a non-synchronizing one's bytes are skipped.
+func (d *Decoder) LiteralHeader() (n int64, binary bool, err error) {
+	n, sync, binary, err := d.literalHeader(true)
+	if err != nil {
+		return 0, false, err
+	}
+	if err := d.checkLiteral(n, sync, d.MaxStream); err != nil {
+		return 0, false, err
+	}
+	d.announced = n
+	d.announcedSync = sync
+	d.hasAnnounced = true
+	return n, binary, nil
+}
+
+// AcceptLiteral sends the continuation request for the literal whose
+// header LiteralHeader just read (when it is synchronizing) and returns a
+// reader of exactly its n bytes, to be drained before decoding further.
+// Calling it without a preceding LiteralHeader is a programming error.
+func (d *Decoder) AcceptLiteral() (io.Reader, error) {
+	if !d.hasAnnounced {
+		return nil, errNoLiteralHeader
+	}
+	d.hasAnnounced = false
+	if err := d.beginLiteral(d.announcedSync); err != nil {
+		return nil, err
+	}
+	d.pending = d.announced
+	return literalReader{d}, nil
+}
+
+var errNoLiteralHeader = errors.New("imapwire: AcceptLiteral without LiteralHeader")
 
 // literalReader reads the pending literal bytes of its decoder.
 type literalReader struct{ d *Decoder }

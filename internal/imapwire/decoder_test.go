@@ -559,3 +559,58 @@ func TestDiscardLineNoop(t *testing.T) {
 		t.Fatalf("DiscardLine after CRLF ate a line: %q", tag)
 	}
 }
+
+// TestLiteralHeaderAccept checks the two-step APPEND flow: the server
+// looks at the literal's size before deciding whether to send "+".
+func TestLiteralHeaderAccept(t *testing.T) {
+	cases := []struct {
+		name   string
+		in     string
+		accept bool
+		conts  int
+		data   string
+	}{
+		{"sync refused", "a {5}\r\nb NOOP\r\n", false, 0, ""},
+		{"non-sync refused", "a {5+}\r\nhello\r\nb NOOP\r\n", false, 0, ""},
+		{"literal8 refused", "a ~{5+}\r\nhe\x00lo\r\nb NOOP\r\n", false, 0, ""},
+		{"sync accepted", "a {5}\r\nhello\r\nb NOOP\r\n", true, 1, "hello"},
+		{"non-sync accepted", "a {5+}\r\nhello\r\nb NOOP\r\n", true, 0, "hello"},
+	}
+	for _, tc := range cases {
+		d, conts := newTestDecoder(tc.in)
+		d.Tag()
+		d.SP()
+		n, _, err := d.LiteralHeader()
+		if err != nil || n != 5 {
+			t.Fatalf("%s: %d %v", tc.name, n, err)
+		}
+		if err := d.CRLF(); !errors.Is(err, errPendingLiteral) {
+			t.Errorf("%s: decoding after LiteralHeader: %v", tc.name, err)
+		}
+		if tc.accept {
+			r, err := d.AcceptLiteral()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(r)
+			if string(b) != tc.data {
+				t.Errorf("%s: data %q", tc.name, b)
+			}
+			if err := d.CRLF(); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+		} else if err := d.DiscardLine(); err != nil {
+			t.Fatal(err)
+		}
+		if tag, err := d.Tag(); tag != "b" || err != nil {
+			t.Errorf("%s: next tag %q %v", tc.name, tag, err)
+		}
+		if *conts != tc.conts {
+			t.Errorf("%s: %d continuation requests, want %d", tc.name, *conts, tc.conts)
+		}
+	}
+	d, _ := newTestDecoder("x")
+	if _, err := d.AcceptLiteral(); err != errNoLiteralHeader {
+		t.Fatalf("AcceptLiteral alone: %v", err)
+	}
+}

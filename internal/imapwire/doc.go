@@ -45,8 +45,10 @@
 // parameter list when PeekByte is ' ', CRLF. FETCH: SP, SeqSet, SP,
 // FetchItems, CRLF. STORE: SP, SeqSet, SP, Store, CRLF. SEARCH: Search
 // (it reads its own leading SP), CRLF. APPEND: SP, Mailbox, SP, then while
-// PeekByte is '(' FlagList+SP, '"' DateTime+SP, else Literal8 — stream
-// the reader to the store (never buffer it whole), then CRLF. Where the
+// PeekByte is '(' FlagList+SP, '"' DateTime+SP, else LiteralHeader —
+// check the mailbox and size, then AcceptLiteral (which sends "+") and
+// stream the reader to the store (never buffer it whole), then CRLF; or
+// answer NO [TRYCREATE] / NO [TOOBIG] and DiscardLine without "+". Where the
 // grammar has an option, PeekByte or AtEOL decides. Only after the final
 // CRLF has succeeded does the server act on the command, so a syntax
 // error never has a side effect.

@@ -135,7 +135,14 @@ func command(d *Decoder) (string, error) {
 				}
 			} else {
 				var r io.Reader
-				if n, r, err = d.Literal(); err == nil {
+				if n, _, err = d.LiteralHeader(); err != nil {
+					break
+				}
+				if strings.EqualFold(m, "nosuch") {
+					// Refused before "+", as for NO [TRYCREATE].
+					return "", synErr("no such mailbox")
+				}
+				if r, err = d.AcceptLiteral(); err == nil {
 					_, err = io.Copy(io.Discard, r)
 				}
 				break
@@ -249,6 +256,8 @@ func TestCommandLoop(t *testing.T) {
 		"b2 STORE 1:2 +FLAGS.SILENT (\\seen)",
 		"b3 APPEND Drafts (\\Draft) \" 2-Jan-2024 10:00:00 +0100\" {11}\r\nhello world",
 		"b4 APPEND Drafts {12+}\r\nhello\r\nworld extra",
+		"b5 APPEND nosuch {3}",
+		"b5 APPEND nosuch {3+}\r\nabc",
 		"b5 LIST \"\" %",
 		"b6 STATUS INBOX (MESSAGES UIDNEXT unseen)",
 		"b7 AUTHENTICATE PLAIN\r\nAGEAYg==",
@@ -275,6 +284,8 @@ func TestCommandLoop(t *testing.T) {
 		"+",
 		`b3 OK APPEND "Drafts" 11 bytes`,
 		`b4 BAD expected end of line, found SP`,
+		`b5 BAD no such mailbox`,
+		`b5 BAD no such mailbox`,
 		`b5 OK LIST "" "%"`,
 		`b6 OK STATUS "INBOX" [MESSAGES UIDNEXT UNSEEN]`,
 		`b7 OK AUTHENTICATE PLAIN "\x00a\x00b"`,
@@ -302,6 +313,7 @@ func FuzzDecoder(f *testing.F) {
 		"a STATUS x (MESSAGES SIZE)\r\n",
 		"a LIST \"\" *\r\n",
 		"a SELECT &2D3eAA-\r\n",
+		"a APPEND nosuch {3}\r\nb APPEND nosuch {3+}\r\nabc\r\n",
 	} {
 		f.Add(s)
 	}
