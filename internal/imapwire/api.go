@@ -2,8 +2,9 @@ package imapwire
 
 // This file holds the Decoder and Encoder types, their constructors and
 // the errors of the package. The methods live in decoder.go, search.go,
-// fetch.go, encoder.go and mutf7.go; their signatures and doc comments are
-// the contract imapserver programs against.
+// fetch.go, params.go, encoder.go, strings.go and mutf7.go; their
+// signatures and doc comments are the contract imapserver programs
+// against.
 
 import (
 	"bufio"
@@ -15,7 +16,7 @@ import (
 // read) and then calls Decoder.DiscardLine.
 //
 // Err, when set, is a sentinel of this package (ErrLiteralTooLarge,
-// ErrBadCharset, ErrLineTooLong, ErrAuthCancelled) that errors.Is finds
+// ErrBadCharset, ErrLineTooLong) that errors.Is finds
 // through the SyntaxError, so the server can pick a more precise response
 // (NO [TOOBIG], NO [BADCHARSET ...]).
 type SyntaxError struct {
@@ -68,7 +69,9 @@ const (
 //
 // Synchronizing literals ({n}\r\n): before reading the literal's bytes the
 // decoder calls the Continue function given to NewDecoder, which must
-// write "+ ..." to the client and flush. Non-synchronizing literals
+// write "+ ..." to the client and flush. It does so only for a literal
+// within its limits (LiteralHeader lets the server decide first); a
+// refused one gets no "+" and DiscardLine ends the command there. Non-synchronizing literals
 // ({n+}, RFC 7888) are read at once. LITERAL- limits {n+} to 4096 bytes;
 // the decoder accepts larger ones anyway when MaxLiteralPlus is 0.
 type Decoder struct {
