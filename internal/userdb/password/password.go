@@ -15,8 +15,11 @@
 //	BLF-CRYPT               bcrypt, $2a$ $2b$ $2y$ (and $2x$); passwords cut at 72 bytes
 //	SHA512-CRYPT            $6$[rounds=N$]salt$hash (Drepper's SHA-crypt)
 //	SHA256-CRYPT            $5$[rounds=N$]salt$hash
-//	CRYPT                   any of the crypt strings above, chosen by prefix
+//	CRYPT                   any of the crypt strings above (and $1$), chosen by prefix
 //	PLAIN, CLEAR            the password itself
+//
+// and the older schemes listed in schemes.go (SHA*, SSHA*, MD5 variants,
+// MD5-CRYPT, PBKDF2, SCRAM-SHA-1/256), with .HEX/.B64 encodings.
 //
 // A stored hash without a {SCHEME} prefix is treated as CRYPT, like
 // Dovecot's default_password_scheme. Every comparison of secret-derived
@@ -168,10 +171,13 @@ func Verify(stored, password string) (bool, error) {
 			return verifyBcrypt(data, password)
 		case strings.HasPrefix(data, "$5$"), strings.HasPrefix(data, "$6$"):
 			return verifyShaCrypt(data, password)
+		case strings.HasPrefix(data, "$1$"):
+			return subtle.ConstantTimeCompare([]byte(md5Crypt(password, data)), []byte(data)) == 1, nil
 		}
 		return false, fmt.Errorf("%w: crypt string %.4q...", ErrUnknownScheme, data)
-	case "PLAIN", "CLEAR":
-		return subtle.ConstantTimeCompare([]byte(data), []byte(password)) == 1, nil
+	}
+	if ok, handled, err := verifyOther(scheme, data, password); handled {
+		return ok, err
 	}
 	return false, fmt.Errorf("%w: %s", ErrUnknownScheme, scheme)
 }
