@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
@@ -818,5 +819,59 @@ func TestDeleteAccount(t *testing.T) {
 	inbox := e.mailbox(a, "INBOX")
 	if inbox.Messages != 0 || inbox.UIDValidity == old.UIDValidity {
 		t.Errorf("recreated INBOX %+v, old %+v", inbox, old)
+	}
+}
+
+// TestMoveAtomic: while a MOVE of many messages runs, a reader never sees
+// a message in both mailboxes or in neither (one transaction).
+func TestMoveAtomic(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.account("a@x")
+	const n = 60
+	var uids []uint32
+	for i := 0; i < n; i++ {
+		uids = append(uids, e.appendMsg(a, "INBOX", testMsg(i)).UID)
+	}
+	inbox, trash := e.mailbox(a, "INBOX"), e.mailbox(a, "Trash")
+	done, stop := make(chan struct{}), make(chan struct{})
+	bad := make(chan string, 1)
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				if i > 0 {
+					return
+				}
+			default:
+			}
+			tx, err := e.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+			if err != nil {
+				bad <- err.Error()
+				return
+			}
+			var inN, trN, keys int
+			tx.QueryRow(`SELECT count(*) FROM messages WHERE mailbox_id = ?`, inbox.ID).Scan(&inN)
+			tx.QueryRow(`SELECT count(*) FROM messages WHERE mailbox_id = ?`, trash.ID).Scan(&trN)
+			tx.QueryRow(`SELECT count(DISTINCT blob_key) FROM messages WHERE mailbox_id IN (?, ?)`, inbox.ID, trash.ID).Scan(&keys)
+			tx.Rollback()
+			if !(inN == n && trN == 0 || inN == 0 && trN == n) || keys != n {
+				bad <- fmt.Sprintf("INBOX %d, Trash %d, distinct objects %d", inN, trN, keys)
+				return
+			}
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	res, err := a.Move(ctx, inbox.ID, uids, "Trash")
+	close(stop)
+	<-done
+	if err != nil || len(res.DstUIDs) != n {
+		t.Fatalf("move: %d moved, %v", len(res.DstUIDs), err)
+	}
+	select {
+	case s := <-bad:
+		t.Fatalf("reader saw a half-done move: %s", s)
+	default:
 	}
 }
