@@ -43,7 +43,10 @@ func forEachField(raw []byte, fn func(name, rawField, value []byte)) {
 		if colon < 0 {
 			name = trimEOL(first)
 		} else {
-			name = bytes.TrimRight(first[:colon], " \t")
+			name = first[:colon]
+			for n := len(name); n > 0 && (name[n-1] == ' ' || name[n-1] == '\t'); n-- {
+				name = name[:n-1]
+			}
 			value = field[colon+1:]
 			for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
 				value = value[1:]

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // Limits, as in Dovecot 2.3's message parser (so that BODYSTRUCTURE of
@@ -28,6 +29,10 @@ const (
 
 	readBufSize = 64 << 10
 )
+
+// readerPool recycles the line readers: Parse keeps no reference to their
+// buffers (header bytes are copied out).
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
 
 type frame struct {
 	part  *Part
@@ -81,7 +86,12 @@ type parser struct {
 // Line counts are LF counts, so CRLF and bare LF count alike; offsets are
 // those of the bytes as given.
 func Parse(r io.Reader) (*Message, error) {
-	br := bufio.NewReaderSize(r, readBufSize)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
 	root := &Part{}
 	p := &parser{root: root, boundaryEnd: -1}
 	p.stack = append(p.stack, &frame{part: root, inHeader: true, msgRoot: true})
@@ -386,6 +396,12 @@ func (p *parser) endHeader(f *frame, bodyStart int64, closing bool) {
 			part.textFlag = true
 		}
 	}
+	if f.leaf && rfc822 {
+		// Not parsed, so it cannot be reported as a message (RFC 3501
+		// §9 body-type-msg needs its envelope and body): an opaque part
+		// (RFC 2046 §4.5.1).
+		part.Type, part.Subtype, part.textFlag = "application", "octet-stream", false
+	}
 	if f.leaf || multipart && f.depth+1 >= MaxNesting {
 		multipart, rfc822 = false, false
 	}
@@ -441,6 +457,7 @@ func (p *parser) contentInfo(f *frame) contentInfo {
 	ci.isMIME = f.mimeChild
 	var c Part
 	seenType, seenCTE := false, false
+	ci.header = make(Header, 0, bytes.Count(f.hdr, []byte{'\n'}))
 	forEachField(f.hdr, func(name, raw, value []byte) {
 		ci.header = append(ci.header, HeaderField{Name: string(name), Raw: raw, Value: string(value)})
 		if f.msgRoot && isEnvelopeField(name) {
