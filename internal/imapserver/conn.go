@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -157,6 +158,9 @@ func (c *conn) setupIO() {
 	c.dec = imapwire.NewDecoder(c.br, c.continueLiteral)
 	c.dec.MaxLiteral = 64 << 10
 	c.dec.MaxStream = c.srv.opts.MaxAppendSize
+	if c.srv.opts.LiteralMinus {
+		c.dec.MaxLiteralPlus = imapwire.LiteralMinusMax
+	}
 	c.dec.UTF8 = c.utf8
 	c.enc = imapwire.NewEncoder(c.bw)
 	c.enc.UTF8 = c.utf8
@@ -208,7 +212,7 @@ func (c *conn) serve() {
 	defer c.close()
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("imap: panic in connection", slog.Any("panic", r))
+			c.log.Error("imap: panic in connection", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 		}
 	}()
 	c.log.Debug("imap: connected", slog.Bool("tls", c.isTLS))
@@ -583,7 +587,11 @@ func (c *conn) capabilities() string {
 			caps = append(caps, "LOGINDISABLED")
 		}
 	}
-	caps = append(caps, "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN",
+	lit := "LITERAL+"
+	if c.srv.opts.LiteralMinus {
+		lit = "LITERAL-"
+	}
+	caps = append(caps, lit, "ENABLE", "ID", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN",
 		"SPECIAL-USE", "UIDPLUS", "MOVE", "ESEARCH", "UTF8=ACCEPT")
 	return strings.Join(caps, " ")
 }

@@ -47,6 +47,9 @@ type Options struct {
 	// IdleTimeout is the autologout timer (RFC 3501 §5.4): a connection
 	// that sends nothing for this long is closed. Default 30 minutes.
 	IdleTimeout time.Duration
+	// LiteralMinus advertises LITERAL- instead of LITERAL+ (RFC 7888 §4):
+	// non-synchronizing literals are then limited to 4096 bytes.
+	LiteralMinus bool
 	// Trace logs every client and server line at slog.LevelDebug, with
 	// LOGIN and AUTHENTICATE arguments redacted and literal data summarised.
 	Trace bool
@@ -163,10 +166,15 @@ func (s *Server) startConn(nc net.Conn, isTLS bool) bool {
 	return true
 }
 
+// isClosing reports whether Shutdown has begun. It takes no lock, so it
+// may be called while holding a conn's mu.
 func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
+	select {
+	case <-s.closingCh:
+		return true
+	default:
+		return false
+	}
 }
 
 // Shutdown stops accepting, tells idle clients BYE and waits for commands
