@@ -4,9 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -88,8 +88,8 @@ type panicCatcher struct {
 }
 
 func (p *panicCatcher) Enabled(context.Context, slog.Level) bool { return true }
-func (p *panicCatcher) WithAttrs([]slog.Attr) slog.Handler        { return p }
-func (p *panicCatcher) WithGroup(string) slog.Handler             { return p }
+func (p *panicCatcher) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p *panicCatcher) WithGroup(string) slog.Handler            { return p }
 
 func (p *panicCatcher) Handle(_ context.Context, r slog.Record) error {
 	if !strings.Contains(r.Message, "panic") {
