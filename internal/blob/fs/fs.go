@@ -34,6 +34,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 )
@@ -497,4 +498,40 @@ func (s *Store) walk(ctx context.Context, dir, dirKey, prefix string, fn func(bl
 		}
 	}
 	return nil
+}
+
+// RemoveStaleTemp deletes temporary files (left by a crash during Put)
+// whose modification time is older than olderThan, and returns how many
+// it removed. A Put in progress keeps writing its temp file, so an age of
+// an hour or more is safe while the store is in use; call it at start-up
+// or from fsck.
+func (s *Store) RemoveStaleTemp(ctx context.Context, olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	removed := 0
+	err := filepath.WalkDir(s.root, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, iofs.ErrNotExist) {
+				return nil // removed by a concurrent Delete
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			return nil
+		}
+		if err := os.Remove(p); err == nil {
+			removed++
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("blob/fs: remove stale temp files: %w", err)
+	}
+	return removed, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/blob/blobtest"
@@ -105,5 +106,32 @@ func TestNewErrors(t *testing.T) {
 	os.WriteFile(f, nil, 0o600)
 	if _, err := New(f); err == nil {
 		t.Fatal("New on a regular file succeeded")
+	}
+}
+
+func TestRemoveStaleTemp(t *testing.T) {
+	s := newStore(t).(*Store)
+	ctx := context.Background()
+	if err := s.Put(ctx, "a/b", strings.NewReader("x"), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, p := range []string{"#tmp-1", "a/#tmp-2", "a/#tmp-3"} {
+		full := filepath.Join(s.Root(), filepath.FromSlash(p))
+		os.WriteFile(full, []byte("partial"), 0o600)
+		if p != "a/#tmp-3" {
+			os.Chtimes(full, old, old)
+		}
+	}
+	n, err := s.RemoveStaleTemp(ctx, time.Hour)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveStaleTemp = %d, %v; want 2", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Root(), "a", "#tmp-3")); err != nil {
+		t.Fatalf("fresh temp file removed: %v", err)
+	}
+	os.Remove(filepath.Join(s.Root(), "a", "#tmp-3"))
+	if a, err := s.Stat(ctx, "a/b"); err != nil || a.Size != 1 {
+		t.Fatalf("object harmed: %+v %v", a, err)
 	}
 }
