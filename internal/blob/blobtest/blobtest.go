@@ -132,6 +132,14 @@ func (g *gen) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// short formats b for a failure message: at most 64 bytes, and the length.
+func short(b []byte) string {
+	if len(b) <= 64 {
+		return fmt.Sprintf("%q", b)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", b[:64], len(b))
+}
+
 func allBytes() []byte {
 	b := make([]byte, 512)
 	for i := range b {
@@ -161,7 +169,7 @@ func testPutGet(t *testing.T, s blob.Store) {
 	for _, o := range objs {
 		got := get(t, s, o.key, 0, -1)
 		if !bytes.Equal(got, o.data) {
-			t.Errorf("Get(%q) = %q, want %q", o.key, got, o.data)
+			t.Errorf("Get(%q) = %s, want %s", o.key, short(got), short(o.data))
 		}
 		a, err := s.Stat(context.Background(), o.key)
 		if err != nil {
@@ -238,7 +246,7 @@ func testRange(t *testing.T, s blob.Store) {
 	}
 	for _, c := range cases {
 		if got := get(t, s, c.key, c.off, c.len); string(got) != c.want {
-			t.Errorf("range(%q, %d, %d) = %q, want %q", c.key, c.off, c.len, got, c.want)
+			t.Errorf("range(%q, %d, %d) = %s, want %q", c.key, c.off, c.len, short(got), c.want)
 		}
 	}
 }
@@ -322,7 +330,7 @@ func testMetadataLimits(t *testing.T, s blob.Store) {
 		t.Fatalf("overwrite with bad metadata = %v", err)
 	}
 	if got := get(t, s, "exact", 0, -1); string(got) != "x" {
-		t.Fatalf("old object changed to %q", got)
+		t.Fatalf("old object changed to %s", short(got))
 	}
 }
 
@@ -447,7 +455,7 @@ func testSizeMismatch(t *testing.T, s blob.Store) {
 		t.Fatalf("overwrite = %v, want ErrSizeMismatch", err)
 	}
 	if got := get(t, s, "sm/keep", 0, -1); string(got) != "old content" {
-		t.Fatalf("old object = %q", got)
+		t.Fatalf("old object = %s, want it unchanged", short(got))
 	}
 	if a, _ := s.Stat(ctx, "sm/keep"); a.Meta["v"] != "1" {
 		t.Fatalf("old metadata = %q", a.Meta)
@@ -487,7 +495,7 @@ func testOverwrite(t *testing.T, s blob.Store) {
 	put(t, s, "o", []byte("first version, longer"), blob.Metadata{"v": "1"})
 	put(t, s, "o", []byte("second"), blob.Metadata{"v": "2"})
 	if got := get(t, s, "o", 0, -1); string(got) != "second" {
-		t.Fatalf("after overwrite = %q", got)
+		t.Fatalf("after overwrite = %s", short(got))
 	}
 	a, err := s.Stat(context.Background(), "o")
 	if err != nil || a.Size != 6 || a.Meta["v"] != "2" {
@@ -714,7 +722,7 @@ func testCancelPut(t *testing.T, s blob.Store) {
 		t.Fatalf("cancelled overwrite = %v", err)
 	}
 	if got := get(t, s, "cancel/keep", 0, -1); string(got) != "old" {
-		t.Fatalf("old object = %q", got)
+		t.Fatalf("old object = %s, want it unchanged", short(got))
 	}
 }
 
@@ -750,6 +758,6 @@ func testDelete(t *testing.T, s blob.Store) {
 	// The key can be used again.
 	put(t, s, "d/x/2", []byte("again"), nil)
 	if got := get(t, s, "d/x/2", 0, -1); string(got) != "again" {
-		t.Fatalf("re-put = %q", got)
+		t.Fatalf("re-put = %s", short(got))
 	}
 }
