@@ -179,6 +179,11 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// eofReader is the reader of a nil io.Reader: empty.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
 // mkdirs creates dir and its missing parents under the root, fsyncing
 // the parent of each directory it creates so the new entries are durable.
 func (s *Store) mkdirs(dir string) error {
@@ -252,6 +257,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("blob: put %s: %w", key, err)
+	}
+	if r == nil {
+		r = eofReader{}
 	}
 	path := s.objPath(key)
 	dir := filepath.Dir(path)

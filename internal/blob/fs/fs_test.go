@@ -135,3 +135,14 @@ func TestRemoveStaleTemp(t *testing.T) {
 		t.Fatalf("object harmed: %+v %v", a, err)
 	}
 }
+
+func TestNilReader(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Put(ctx, "empty", nil, 0, nil); err != nil {
+		t.Fatalf("Put(nil reader, 0) = %v", err)
+	}
+	if err := s.Put(ctx, "short", nil, 1, nil); !errors.Is(err, blob.ErrSizeMismatch) {
+		t.Fatalf("Put(nil reader, 1) = %v, want ErrSizeMismatch", err)
+	}
+}
