@@ -1,0 +1,5 @@
+//go:build !race
+
+package mailstore
+
+const raceEnabled = false
