@@ -8,7 +8,8 @@
 //     arrival order; UIDNEXT never goes down.
 //   - Every change to a mailbox (new message, flag change, expunge) takes
 //     a new MODSEQ from the mailbox's counter, strictly increasing;
-//     HIGHESTMODSEQ is the largest MODSEQ given out.
+//     HIGHESTMODSEQ is the largest MODSEQ given out. The messages changed
+//     by one operation (one STORE, EXPUNGE, COPY or MOVE) share its MODSEQ.
 //   - Expunged UIDs are kept with the MODSEQ of their expunge, so that a
 //     client can ask what changed since a MODSEQ (QRESYNC VANISHED).
 //
@@ -97,7 +98,7 @@ type Mailbox struct {
 	SpecialUse    string // "" or one of the Use* constants
 	Subscribed    bool
 
-	// Counts, filled by Mailbox, Mailboxes and Status.
+	// Counts, filled by Mailbox and Mailboxes (not by CreateMailbox: zero).
 	Messages uint32
 	Unseen   uint32 // messages without \Seen
 	Deleted  uint32 // messages with \Deleted
