@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"testing/iotest"
 
 	"github.com/bucketmail/bucketmail/internal/testutil/corpus"
 )
@@ -192,4 +193,28 @@ func BenchmarkParseCorpus(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(msgs))*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// TestParseChunkedReader parses corpus messages through a reader that
+// returns one byte at a time: the result must not depend on how the
+// reader splits the input.
+func TestParseChunkedReader(t *testing.T) {
+	n := 0
+	corpus.Walk(t, "edge", func(cm corpus.Message) {
+		if n >= 300 || len(cm.Raw) > 200<<10 {
+			return
+		}
+		n++
+		a, err := Parse(bytes.NewReader(cm.Raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Parse(iotest.OneByteReader(bytes.NewReader(cm.Raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(EncodeStructure(a.Root), EncodeStructure(b.Root)) || !bytes.Equal(a.RawHeader, b.RawHeader) {
+			t.Errorf("%s: one-byte reads give a different structure", cm.ID)
+		}
+	})
 }
