@@ -72,27 +72,23 @@ func Mbox(ctx context.Context, r io.Reader, fn func(msg io.Reader, internalDate 
 	if b, _ := br.Peek(3); string(b) == "\xef\xbb\xbf" {
 		br.Discard(3)
 	}
+	// Skip blank lines up to the first From_ line.
 	var from []byte
 	for from == nil {
-		b, err := br.Peek(len(fromPrefix))
-		if bytes.Equal(b, fromPrefix) {
-			from, err = readFromLine(br)
-			if err != nil {
+		if b, _ := br.Peek(len(fromPrefix)); bytes.Equal(b, fromPrefix) {
+			var err error
+			if from, err = readFromLine(br); err != nil {
 				return fmt.Errorf("importer: mbox: %w", err)
 			}
 			break
 		}
-		if len(b) == 0 && err == io.EOF {
-			return nil // empty
-		}
 		line, err := br.ReadSlice('\n')
-		if err == io.EOF && len(line) == 0 {
-			return nil
-		}
-		if !isBlank(line) || err != nil && err != io.EOF {
-			if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
-				return fmt.Errorf("importer: mbox: %w", err)
-			}
+		switch {
+		case err == io.EOF && len(line) == 0:
+			return nil // empty, or only blank lines
+		case err != nil && err != io.EOF && err != bufio.ErrBufferFull:
+			return fmt.Errorf("importer: mbox: %w", err)
+		case err != nil || !isBlank(line):
 			return ErrNotMbox
 		}
 	}

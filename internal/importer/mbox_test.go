@@ -179,6 +179,15 @@ func TestMboxReadError(t *testing.T) {
 	if !errors.Is(err, errDisk) {
 		t.Fatalf("Mbox = %v, want the read error", err)
 	}
+	for _, in := range []string{"", "\n", "From a"} {
+		err = Mbox(context.Background(), failReader{strings.NewReader(in)}, func(msg io.Reader, _ time.Time) error {
+			_, err := io.Copy(io.Discard, msg)
+			return err
+		})
+		if !errors.Is(err, errDisk) {
+			t.Errorf("Mbox(%q then error) = %v, want the read error", in, err)
+		}
+	}
 }
 
 // genMbox streams an mbox of n messages, each of lines lines of lineLen
