@@ -290,7 +290,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	}
 	// The reader must be exhausted: one more byte means it was too long.
 	var one [1]byte
-	for {
+	for tries := 0; ; tries++ {
+		if tries == 100 {
+			return wrap("put", key, io.ErrNoProgress)
+		}
 		m, rerr := cr.Read(one[:])
 		if m > 0 {
 			return fmt.Errorf("blob: put %s: %w: more than %d bytes", key, blob.ErrSizeMismatch, size)
