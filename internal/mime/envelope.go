@@ -55,40 +55,40 @@ func equalFoldB(b []byte, s string) bool {
 
 // add feeds one header field. rawField is the whole field as written;
 // value is its unfolded value.
-func (e *envelope) add(name, rawField []byte, value []byte) {
+func (e *envelope) add(name string, rawField []byte, value string) {
 	var addrs *[]Address
 	var has *bool
 	switch {
-	case equalFoldB(name, "date"):
+	case equalFold(name, "date"):
 		e.date, e.hasDate = envString(value), true
 		return
-	case equalFoldB(name, "subject"):
+	case equalFold(name, "subject"):
 		// The subject keeps its line breaks: Dovecot folds white space
 		// itself and sends a folded subject as a literal.
-		e.subject, e.hasSubject = envString(fullValue(rawField)), true
+		e.subject, e.hasSubject = envString(string(fullValue(rawField))), true
 		return
-	case equalFoldB(name, "in-reply-to"):
+	case equalFold(name, "in-reply-to"):
 		e.inReplyTo, e.hasInReplyTo = envString(value), true
 		return
-	case equalFoldB(name, "message-id"):
+	case equalFold(name, "message-id"):
 		e.messageID, e.hasMessageID = envString(value), true
 		return
-	case equalFoldB(name, "from"):
+	case equalFold(name, "from"):
 		addrs, has = &e.from, &e.hasFrom
-	case equalFoldB(name, "sender"):
+	case equalFold(name, "sender"):
 		addrs, has = &e.sender, &e.hasSender
-	case equalFoldB(name, "reply-to"):
+	case equalFold(name, "reply-to"):
 		addrs, has = &e.replyTo, &e.hasReplyTo
-	case equalFoldB(name, "to"):
+	case equalFold(name, "to"):
 		addrs, has = &e.to, &e.hasTo
-	case equalFoldB(name, "cc"):
+	case equalFold(name, "cc"):
 		addrs, has = &e.cc, &e.hasCc
-	case equalFoldB(name, "bcc"):
+	case equalFold(name, "bcc"):
 		addrs, has = &e.bcc, &e.hasBcc
 	default:
 		return
 	}
-	list := ParseAddressList(string(value))
+	list := ParseAddressList(value)
 	if len(list) > 0 {
 		*addrs = append(*addrs, list...)
 		*has = true
@@ -97,11 +97,11 @@ func (e *envelope) add(name, rawField []byte, value []byte) {
 
 // envString turns a header value into an ENVELOPE string: NUL becomes
 // U+FFFD (Dovecot's message_header_strdup).
-func envString(v []byte) string {
-	if bytes.IndexByte(v, 0) < 0 {
-		return string(v)
+func envString(v string) string {
+	if strings.IndexByte(v, 0) < 0 {
+		return v
 	}
-	return strings.ReplaceAll(string(v), "\x00", replacementChar)
+	return strings.ReplaceAll(v, "\x00", replacementChar)
 }
 
 // fullValue returns a field's value with its line breaks kept: after the
@@ -189,7 +189,7 @@ func Envelope(h Header) string {
 		if raw == nil {
 			raw = []byte(f.Name + ": " + f.Value)
 		}
-		e.add([]byte(f.Name), raw, []byte(f.Value))
+		e.add(f.Name, raw, f.Value)
 	}
 	return e.encode()
 }

@@ -13,55 +13,94 @@ import "bytes"
 // "Subject"). Value is unfolded: the line breaks (CR and LF) are removed
 // and the white space that follows them kept, as Dovecot does for IMAP.
 func ParseHeader(raw []byte) Header {
-	var h Header
-	forEachField(raw, func(name, rawField []byte, value []byte) {
-		h = append(h, HeaderField{Name: string(name), Raw: rawField, Value: string(value)})
+	return parseHeader(raw, 0)
+}
+
+// parseHeader is ParseHeader with a capacity hint; the strings share one
+// copy of raw.
+func parseHeader(raw []byte, hint int) Header {
+	h := make(Header, 0, hint)
+	var s string
+	forEachField(raw, func(fp fieldPos, value []byte) {
+		if s == "" {
+			s = string(raw)
+		}
+		f := HeaderField{Name: s[fp.nameStart:fp.nameEnd], Raw: raw[fp.start:fp.end:fp.end]}
+		if fp.valueStart >= 0 {
+			f.Value = s[fp.valueStart:fp.valueEnd]
+		} else {
+			f.Value = string(value)
+		}
+		h = append(h, f)
 	})
 	return h
 }
 
-// forEachField calls fn for each field of raw with the name, the whole
-// field and the unfolded value (valid only during the call when it had to
-// be unfolded).
-func forEachField(raw []byte, fn func(name, rawField, value []byte)) {
+// fieldPos locates a field in the raw header: [start,end) is the whole
+// field, [nameStart,nameEnd) its name and, when the value needed no
+// unfolding, [valueStart,valueEnd) its value (valueStart is -1 otherwise).
+type fieldPos struct {
+	start, end           int
+	nameStart, nameEnd   int
+	valueStart, valueEnd int
+}
+
+// forEachField calls fn for each field of raw with its position and its
+// unfolded value (valid only during the call).
+func forEachField(raw []byte, fn func(fp fieldPos, value []byte)) {
 	var buf []byte
-	for len(raw) > 0 {
+	pos := 0
+	for pos < len(raw) {
 		// One field: first line and its continuation lines.
-		end := lineEnd(raw, 0)
-		if isBlankLine(raw[:end]) {
+		end := lineEnd(raw, pos)
+		if isBlankLine(raw[pos:end]) {
 			return
 		}
+		firstEnd := end
 		for end < len(raw) && (raw[end] == ' ' || raw[end] == '\t') {
 			end = lineEnd(raw, end)
 		}
-		field := raw[:end:end]
-		raw = raw[end:]
-
-		first := field[:lineEnd(field, 0)]
-		var name, value []byte
+		fp := fieldPos{start: pos, end: end, nameStart: pos}
+		first := raw[pos:firstEnd]
+		var value []byte
 		colon := bytes.IndexByte(first, ':')
 		if colon < 0 {
-			name = trimEOL(first)
+			fp.nameEnd = pos + len(trimEOL(first))
+			fp.valueStart, fp.valueEnd = pos, pos
 		} else {
-			name = first[:colon]
-			for n := len(name); n > 0 && (name[n-1] == ' ' || name[n-1] == '\t'); n-- {
-				name = name[:n-1]
+			n := colon
+			for n > 0 && (first[n-1] == ' ' || first[n-1] == '\t') {
+				n--
 			}
-			value = field[colon+1:]
-			for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
-				value = value[1:]
+			fp.nameEnd = pos + n
+			v := pos + colon + 1
+			for v < end && (raw[v] == ' ' || raw[v] == '\t') {
+				v++
 			}
-		}
-		if bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, '\n') >= 0 {
-			buf = buf[:0]
-			for _, c := range value {
-				if c != '\r' && c != '\n' {
-					buf = append(buf, c)
+			value = raw[v:end]
+			if end == firstEnd {
+				// one line: the value is contiguous
+				t := trimEOL(value)
+				if bytes.IndexByte(t, '\r') < 0 && bytes.IndexByte(t, '\n') < 0 {
+					fp.valueStart, fp.valueEnd = v, v+len(t)
+					fn(fp, t)
+					pos = end
+					continue
 				}
 			}
-			value = buf
 		}
-		fn(name, field, value)
+		fp.valueStart = -1
+		buf = buf[:0]
+		for _, c := range value {
+			if c != '\r' && c != '\n' {
+				buf = append(buf, c)
+			}
+		}
+		if colon < 0 {
+			fp.valueStart = fp.valueEnd
+		}
+		fn(fp, buf)
+		pos = end
 	}
 }
 

@@ -457,63 +457,63 @@ func (p *parser) contentInfo(f *frame) contentInfo {
 	ci.isMIME = f.mimeChild
 	var c Part
 	seenType, seenCTE := false, false
-	ci.header = make(Header, 0, bytes.Count(f.hdr, []byte{'\n'}))
-	forEachField(f.hdr, func(name, raw, value []byte) {
-		ci.header = append(ci.header, HeaderField{Name: string(name), Raw: raw, Value: string(value)})
-		if f.msgRoot && isEnvelopeField(name) {
+	ci.header = parseHeader(f.hdr, bytes.Count(f.hdr, []byte{'\n'}))
+	for _, hf := range ci.header {
+		name, raw, value := hf.Name, hf.Raw, hf.Value
+		if f.msgRoot && isEnvelopeField([]byte(name)) {
 			ci.env.add(name, raw, value)
 		}
-		if equalFoldB(name, "mime-version") {
+		if equalFold(name, "mime-version") {
 			ci.isMIME = true
-			return
+			continue
 		}
-		if !hasPrefixFoldB(name, "content-") {
-			return
+		if !hasPrefixFold(name, "content-") {
+			continue
 		}
 		sub := name[len("content-"):]
 		switch {
-		case equalFoldB(sub, "type"):
+		case equalFold(sub, "type"):
 			ci.isMIME = true
 			if seenType {
-				return
+				continue
 			}
 			seenType = true
 			ci.hasType = true
-			p.parseContentType(&c, value, &ci)
-		case equalFoldB(sub, "transfer-encoding"):
+			p.parseContentType(&c, []byte(value), &ci)
+		case equalFold(sub, "transfer-encoding"):
 			if seenCTE {
-				return
+				continue
 			}
 			seenCTE = true
-			rp := rfcParser{data: value}
+			rp := rfcParser{data: []byte(value)}
 			rp.skipLWSP()
 			tok, r := rp.mimeToken(nil)
 			if r >= 0 && rp.skipLWSP() == 0 && len(tok) > 0 {
 				c.Encoding = cstr(string(tok))
 			}
-		case equalFoldB(sub, "id"):
+		case equalFold(sub, "id"):
 			if c.Present&HasID == 0 {
-				c.ID, c.Present = cstr(string(value)), c.Present|HasID
+				c.ID, c.Present = cstr(value), c.Present|HasID
 			}
-		case equalFoldB(sub, "md5"):
+		case equalFold(sub, "md5"):
 			if c.Present&HasMD5 == 0 {
-				c.MD5, c.Present = cstr(string(value)), c.Present|HasMD5
+				c.MD5, c.Present = cstr(value), c.Present|HasMD5
 			}
-		case equalFoldB(sub, "description"):
+		case equalFold(sub, "description"):
 			if c.Present&HasDescription == 0 {
-				c.Description, c.Present = cstr(string(value)), c.Present|HasDescription
+				c.Description, c.Present = cstr(value), c.Present|HasDescription
 			}
-		case equalFoldB(sub, "location"):
+		case equalFold(sub, "location"):
 			if c.Present&HasLocation == 0 {
-				c.Location, c.Present = cstr(string(value)), c.Present|HasLocation
+				c.Location, c.Present = cstr(value), c.Present|HasLocation
 			}
-		case equalFoldB(sub, "language"):
+		case equalFold(sub, "language"):
 			if c.Language == nil {
-				c.Language = parseLanguage(value)
+				c.Language = parseLanguage([]byte(value))
 			}
-		case equalFoldB(sub, "disposition"):
+		case equalFold(sub, "disposition"):
 			if c.DispositionParams == nil {
-				rp := rfcParser{data: value}
+				rp := rfcParser{data: []byte(value)}
 				rp.skipLWSP()
 				tok, r := rp.mimeToken(nil)
 				if r >= 0 {
@@ -523,7 +523,7 @@ func (p *parser) contentInfo(f *frame) contentInfo {
 				}
 			}
 		}
-	})
+	}
 	if ci.isMIME {
 		part.Type, part.Subtype, part.Params = c.Type, c.Subtype, c.Params
 		part.ID, part.Description, part.Encoding, part.MD5 = c.ID, c.Description, c.Encoding, c.MD5
