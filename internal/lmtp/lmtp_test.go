@@ -85,6 +85,7 @@ type fixture struct {
 	store    *mailstore.Store
 	blobs    *faultyBlobs
 	users    *faultyUsers
+	manager  userdb.Manager
 	srv      *lmtp.Server
 	addr     string
 	spoolDir string
@@ -94,6 +95,11 @@ type fixture struct {
 const maxSize = 4096
 
 func newFixture(t *testing.T, network string) *fixture {
+	t.Helper()
+	return newFixtureSize(t, network, maxSize)
+}
+
+func newFixtureSize(t *testing.T, network string, maxSize int64) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -107,7 +113,11 @@ func newFixture(t *testing.T, network string) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, blobs: &faultyBlobs{Store: fsb}, spoolDir: filepath.Join(dir, "spool")}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelDebug
+	if maxSize > 1<<20 {
+		level = slog.LevelWarn // the corpus run: one line per message is too many
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	f.store, err = mailstore.Open(ctx, mailstore.Options{DB: db, Blobs: f.blobs, SpoolDir: f.spoolDir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +136,7 @@ func newFixture(t *testing.T, network string) *fixture {
 		}
 	}
 	f.users = &faultyUsers{UserDB: udb}
+	f.manager = udb
 	f.srv = lmtp.New(lmtp.Options{
 		Deliverer: &delivery.Deliverer{
 			Store: f.store, Users: f.users, Delimiter: "+", MaxSize: maxSize,
