@@ -484,7 +484,7 @@ func (c *conn) writeSection(m *mailstore.Message, p *preparedItem) error {
 		return nil
 	}
 	if p.mem {
-		enc.Write(p.data)
+		enc.Write(bytes.ReplaceAll(p.data, []byte{0}, []byte{0x80}))
 		return nil
 	}
 	var r io.Reader
@@ -508,6 +508,11 @@ func (c *conn) writeSection(m *mailstore.Message, p *preparedItem) error {
 		}
 		r, closer = dr, rc
 	}
+	if !p.literal8 {
+		// RFC 3501 §9 / RFC 9051 §9: a literal is CHAR8, which excludes
+		// NUL. Like Dovecot, send 0x80 in its place (sizes do not change).
+		r = nulReplacer{r}
+	}
 	written, err := io.CopyN(enc, r, p.n)
 	closer.Close()
 	if c.io.get() != nil {
@@ -524,4 +529,17 @@ func (c *conn) writeSection(m *mailstore.Message, p *preparedItem) error {
 		}
 	}
 	return nil
+}
+
+// nulReplacer replaces NUL bytes with 0x80.
+type nulReplacer struct{ r io.Reader }
+
+func (n nulReplacer) Read(p []byte) (int, error) {
+	k, err := n.r.Read(p)
+	for i := range p[:k] {
+		if p[i] == 0 {
+			p[i] = 0x80
+		}
+	}
+	return k, err
 }
