@@ -91,7 +91,10 @@ type Part struct {
 	Envelope string
 
 	// Header is the part's header (nil after DecodeStructure: headers are
-	// read from the blob by offset when needed).
+	// read from the blob by offset when needed). To bound memory, parts
+	// other than the root may have a nil Header when the message's
+	// headers add up to more than 4 MiB, and only the first
+	// MaxHeaderBytes of one header are kept (see Parse).
 	Header Header
 
 	Parts []*Part // children of a multipart

@@ -477,3 +477,35 @@ func TestDecodeStructureErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseKeptHeadersBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Content-Type: multipart/mixed; boundary=q\r\n\r\n")
+	filler := "X-Filler: " + strings.Repeat("x", 100<<10) + "\r\n"
+	const parts = 12
+	for i := 0; i < parts; i++ {
+		b.WriteString("--q\r\n")
+		for j := 0; j < 5; j++ {
+			b.WriteString(filler)
+		}
+		fmt.Fprintf(&b, "Content-Type: text/x-%d\r\n\r\nbody\r\n", i)
+	}
+	b.WriteString("--q--\r\n")
+	m := mustParse(t, b.String())
+	if len(m.Root.Parts) != parts {
+		t.Fatalf("%d parts", len(m.Root.Parts))
+	}
+	kept := 0
+	for i, p := range m.Root.Parts {
+		if p.Subtype != fmt.Sprintf("x-%d", i) {
+			t.Errorf("part %d: subtype %q", i, p.Subtype)
+		}
+		if p.Header != nil {
+			kept++
+		}
+	}
+	// each header is about 500 KiB: 8 fit in maxKeptHeaders
+	if kept != maxKeptHeaders/(5*len(filler)) {
+		t.Errorf("%d headers kept, want %d", kept, maxKeptHeaders/(5*len(filler)))
+	}
+}

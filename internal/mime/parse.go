@@ -24,6 +24,9 @@ const (
 	// parser needs (Content-*, MIME-Version and the ENVELOPE fields) are
 	// kept, up to twice as much again.
 	MaxHeaderBytes = 1 << 20
+	// maxKeptHeaders bounds the header bytes kept in Part.Header over
+	// all parts of a message.
+	maxKeptHeaders = 4 << 20
 	// maxBoundaryLen truncates excessively long boundary parameters.
 	maxBoundaryLen = 70 + 10
 
@@ -66,6 +69,7 @@ type parser struct {
 	rootOver    bool
 	root        *Part
 	boundaryEnd int64 // offset just after the last boundary line
+	keptHeaders int   // header bytes kept in Part.Header so far
 	scratch     []byte
 }
 
@@ -378,7 +382,13 @@ func (p *parser) endHeader(f *frame, bodyStart int64, closing bool) {
 	if f.msgRoot {
 		part.Envelope = ci.env.encode()
 	}
-	part.Header = ci.header
+	// Part.Header is kept for all parts up to maxKeptHeaders bytes in
+	// all; beyond that only the root keeps it (Content-* fields and
+	// envelopes are parsed all the same).
+	if part == p.root || p.keptHeaders+len(f.hdr) <= maxKeptHeaders {
+		part.Header = ci.header
+		p.keptHeaders += len(f.hdr)
+	}
 
 	multipart, rfc822 := ci.multipart, ci.rfc822
 	part.textFlag = ci.text
