@@ -181,8 +181,6 @@ var b64val = func() (t [256]byte) {
 	for i := 0; i < len(alpha); i++ {
 		t[alpha[i]] = byte(i)
 	}
-	// URL-safe alphabet too, as some mailers use it.
-	t['-'], t['_'] = 62, 63
 	return t
 }()
 
