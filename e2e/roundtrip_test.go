@@ -146,6 +146,7 @@ func TestCorpusRoundTrip(t *testing.T) {
 		len(msgs), float64(served)/1e6, d.Round(time.Millisecond), float64(served)/1e6/d.Seconds())
 
 	checkPartSizes(t, c, msgs)
+	checkBinaryNUL(t, c, msgs, trace)
 
 	// Flags and expunges to carry over the restart.
 	store := func(set imap.SeqSet, flags ...imap.Flag) {
@@ -260,10 +261,10 @@ func sectionBytes(b *imapclient.FetchMessageBuffer) []byte {
 }
 
 // checkDelivered checks that body is the trace header fields followed by
-// the message as sent over LMTP.
+// the message as sent over LMTP (with NUL served as 0x80, see e2e.Served).
 func checkDelivered(t *testing.T, m corpus.Message, body []byte, trace interface{ Match([]byte) bool }) {
 	t.Helper()
-	want := e2e.Wire(m.Raw)
+	want := e2e.Served(m.Raw)
 	if !bytes.HasSuffix(body, want) {
 		t.Errorf("%s: BODY[] (%d octets) does not end with the %d octets delivered; first difference: %s",
 			m.ID, len(body), len(want), firstDiff(body, want))
@@ -330,6 +331,33 @@ func checkPartSizes(t *testing.T, c *imapclient.Client, msgs []corpus.Message) {
 				t.Errorf("%s: BODY[%s] has %d octets, BODYSTRUCTURE says %d", m.ID, p, n, sizes[k])
 			}
 		}
+	}
+}
+
+// checkBinaryNUL checks that BINARY.PEEK[] (RFC 3516, a literal8) returns
+// the stored bytes exactly, NUL included, for the messages holding a NUL.
+func checkBinaryNUL(t *testing.T, c *imapclient.Client, msgs []corpus.Message, trace interface{ Match([]byte) bool }) {
+	t.Helper()
+	n := 0
+	for i, m := range msgs {
+		if bytes.IndexByte(m.Raw, 0) < 0 {
+			continue
+		}
+		n++
+		b, err := c.Fetch(imap.SeqSetNum(uint32(i+1)), &imap.FetchOptions{
+			BinarySection: []*imap.FetchItemBinarySection{{Peek: true}},
+		}).Collect()
+		if err != nil || len(b) != 1 || len(b[0].BinarySection) != 1 {
+			t.Errorf("%s: FETCH BINARY.PEEK[]: %v", m.ID, err)
+			continue
+		}
+		got, want := b[0].BinarySection[0].Bytes, e2e.Wire(m.Raw)
+		if !bytes.HasSuffix(got, want) || !trace.Match(got[:len(got)-len(want)]) {
+			t.Errorf("%s: BINARY[] is not the stored bytes: %s", m.ID, firstDiff(got, want))
+		}
+	}
+	if n == 0 {
+		t.Logf("no corpus message with a NUL in this run")
 	}
 }
 

@@ -117,6 +117,15 @@ func Wire(raw []byte) []byte {
 	return out
 }
 
+// Served returns the message as an IMAP server serves it in BODY[] after
+// delivery with go-smtp's client: Wire(raw) with every NUL sent as 0x80,
+// because a literal cannot hold NUL (RFC 3501 §4.3 and §9 CHAR8; RFC 9051
+// the same) — Dovecot does exactly this; BINARY[] (RFC 3516) returns the
+// NUL.
+func Served(raw []byte) []byte {
+	return bytes.ReplaceAll(Wire(raw), []byte{0}, []byte{0x80})
+}
+
 // TracePrefix matches the header fields bucketmail's LMTP delivery puts in
 // front of a message delivered to one recipient (internal/delivery):
 // Return-Path, Delivered-To and a Received field with folded lines.
