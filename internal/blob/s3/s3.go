@@ -447,7 +447,7 @@ func (s *Store) NewRangeReader(ctx context.Context, key string, offset, length i
 		return nil, fmt.Errorf("blob: read %s: negative offset %d", key, offset)
 	}
 	if length == 0 {
-		if _, err := s.Stat(ctx, key); err != nil {
+		if _, err := s.head(ctx, "read", key); err != nil {
 			return nil, err
 		}
 		return io.NopCloser(strings.NewReader("")), nil
@@ -509,15 +509,19 @@ func (g *getReader) Close() error { return g.body.Close() }
 
 // Stat implements blob.Store.
 func (s *Store) Stat(ctx context.Context, key string) (blob.Attrs, error) {
+	return s.head(ctx, "stat", key)
+}
+
+func (s *Store) head(ctx context.Context, op, key string) (blob.Attrs, error) {
 	if err := blob.ValidateKey(key); err != nil {
-		return blob.Attrs{}, fmt.Errorf("blob: stat %s: %w", key, err)
+		return blob.Attrs{}, fmt.Errorf("blob: %s %s: %w", op, key, err)
 	}
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(s.cfg.Bucket),
 		Key:    aws.String(s.objectKey(key)),
 	})
 	if err != nil {
-		return blob.Attrs{}, s.fail(ctx, "stat", key, err, true)
+		return blob.Attrs{}, s.fail(ctx, op, key, err, true)
 	}
 	a := blob.Attrs{Key: key, Size: aws.ToInt64(out.ContentLength), Meta: decodeMeta(out.Metadata)}
 	if out.LastModified != nil {
@@ -529,11 +533,8 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Attrs, error) {
 // Delete implements blob.Store: HeadObject (for ErrNotFound), then
 // DeleteObject.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := blob.ValidateKey(key); err != nil {
-		return fmt.Errorf("blob: delete %s: %w", key, err)
-	}
-	if _, err := s.Stat(ctx, key); err != nil {
-		return fmt.Errorf("blob: delete %s: %w", key, errors.Unwrap(err))
+	if _, err := s.head(ctx, "delete", key); err != nil {
+		return err
 	}
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
 		Bucket: aws.String(s.cfg.Bucket),
@@ -633,7 +634,7 @@ func isNotFound(err error) bool {
 // server failed or throttled.
 func isUnavailable(err error) bool {
 	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && re.HTTPStatusCode() != 0 { // 0: no response, see below
 		code := re.HTTPStatusCode()
 		return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
 	}
