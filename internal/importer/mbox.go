@@ -30,6 +30,15 @@
 //     a message with an unquoted "From " body line after a blank line is
 //     split there, as by every From_-based reader.
 //
+// Compared with Dovecot's mbox reader (TestMboxDovecot, and
+// TestMboxDovecotCorpus: 140 corpus files byte-identical, same
+// INTERNALDATE), the differences are: Dovecot needs a From_ line with a
+// parsable sender and date (it refuses "From user at host  date" and ISO
+// dates, and treats "From " lines without a date as body text); it drops
+// the last line end of a file that lacks the final blank line (we keep
+// it); and it hides its state headers (Status, X-Status, X-Keywords,
+// X-UID, X-IMAPbase) and honours Content-Length, where we keep every byte.
+//
 // The input is streamed: fn gets a reader that ends at the next separator
 // and the splitter holds at most one line (up to 64 KiB of it) in memory.
 //
