@@ -184,7 +184,7 @@ func TestMboxDovecot(t *testing.T) {
 
 	// Known differences, each pinned so a change on either side shows.
 	diffs := []struct {
-		name, in     string
+		name, in      string
 		ours, dovecot []string
 	}{
 		// No blank line at the end of the file: Dovecot drops the last
