@@ -110,12 +110,18 @@ func (t trackedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// writeTimeout bounds each write to the socket, so that a client that
+// stops reading cannot hold its connection goroutine forever.
+const writeTimeout = 2 * time.Minute
+
 type trackedWriter struct {
-	w io.Writer
-	s *ioState
+	w  io.Writer
+	nc net.Conn
+	s  *ioState
 }
 
 func (t trackedWriter) Write(p []byte) (int, error) {
+	t.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	n, err := t.w.Write(p)
 	if err != nil {
 		t.s.set(err)
@@ -148,7 +154,7 @@ func newConn(s *Server, nc net.Conn, isTLS bool) *conn {
 // c.nc (again after STARTTLS).
 func (c *conn) setupIO() {
 	var r io.Reader = trackedReader{c.nc, c.io}
-	var w io.Writer = trackedWriter{c.nc, c.io}
+	var w io.Writer = trackedWriter{c.nc, c.nc, c.io}
 	if c.tr != nil {
 		r = &traceReader{r: r, t: c.tr}
 		w = &traceWriter{w: w, t: c.tr}

@@ -2,6 +2,8 @@ package imapserver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -20,6 +22,12 @@ import (
 type testPassDB map[string]string
 
 func (p testPassDB) Authenticate(ctx context.Context, address, password string) (*userdb.User, error) {
+	switch address {
+	case "down": // a backend that cannot be reached
+		return nil, fmt.Errorf("testpassdb: %w", userdb.ErrUnavailable)
+	case "broken": // an error nobody planned for
+		return nil, errors.New("testpassdb: disk on fire")
+	}
 	want, ok := p[address]
 	if !ok || want != password {
 		return nil, userdb.ErrAuthFailed

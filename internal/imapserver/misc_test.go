@@ -249,3 +249,27 @@ func TestLiteralMinus(t *testing.T) {
 		t.Fatalf("got %q", l)
 	}
 }
+
+// TestNULInLiteral: BODY[] never carries NUL (RFC 3501 §9: literals are
+// CHAR8); BINARY[] sends the exact bytes as literal8 (RFC 3516 §4.3).
+func TestNULInLiteral(t *testing.T) {
+	env := newTestEnv(t, nil)
+	c := dialRaw(t, env.addr)
+	c.send("a1 LOGIN alice secret\r\n")
+	c.expect("a1 OK")
+	msg := "Subject: nul\r\n\r\na\x00b\r\n"
+	c.send("a2 APPEND INBOX {21+}\r\n" + msg + "\r\n")
+	c.expect("a2 OK")
+	c.send("a3 EXAMINE INBOX\r\n")
+	c.expect("a3 OK")
+	c.send("a4 FETCH 1 (BODY[TEXT] BINARY[] BINARY.SIZE[])\r\n")
+	want := "* 1 FETCH (BODY[TEXT] {5}\r\na\x80b\r\n BINARY[] ~{21}\r\n" + msg + " BINARY.SIZE[] 21)\r\n"
+	got := make([]byte, len(want))
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c.br, got); err != nil || string(got) != want {
+		t.Fatalf("got %q, %v\nwant %q", got, err, want)
+	}
+	if l := c.line(); l != "a4 OK FETCH completed" {
+		t.Fatalf("got %q", l)
+	}
+}
