@@ -677,3 +677,113 @@ func TestServeTLS(t *testing.T) {
 	}
 	s.stop()
 }
+
+// TestPasswordPrompt runs user add on a pseudo-terminal (made by
+// Python's pty module): it prompts twice without echo.
+func TestPasswordPrompt(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	script := `
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+def expect(s):
+    global out
+    deadline = time.time() + 20
+    while s not in out:
+        if time.time() > deadline:
+            raise SystemExit("timeout waiting for %r in %r" % (s, out))
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+expect(b"Password: ")
+os.write(fd, b"s3cret pw\n")
+expect(b"Again: ")
+os.write(fd, b"s3cret pw\n")
+expect(b"added ")
+expect(b"\n")
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(repr(out) + "\n" + str(os.waitstatus_to_exitcode(status)) + "\n")
+`
+	cmd := exec.Command(py, "-c", script, binPath, "user", "add", "pat@example.org", "--data-dir", data)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python pty: %v\n%s", err, out)
+	}
+	got := string(out)
+	if strings.Contains(got, "s3cret") {
+		t.Errorf("the password was echoed: %s", got)
+	}
+	if !strings.Contains(got, `Password: `) || !strings.Contains(got, `Again: `) ||
+		!strings.Contains(got, `added pat@example.org`) || !strings.HasSuffix(got, "\n0\n") {
+		t.Errorf("pty session: %s", got)
+	}
+	// The password works: deliver and log in over IMAP.
+	s := startServe(t, data, "")
+	c, err := imapclient.DialInsecure(s.addr("imap"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("pat@example.org", "s3cret pw").Wait(); err != nil {
+		t.Errorf("LOGIN with the prompted password: %v", err)
+	}
+	c.Logout().Wait()
+	s.stop()
+}
+
+// TestPythonClients: Python's smtplib.LMTP delivers and imaplib reads,
+// independent clients against the real binary.
+func TestPythonClients(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	mustRun(t, "py pw\n", "user", "add", "py@example.org", "--password-stdin", "--data-dir", data)
+	s := startServe(t, data, "")
+	imapAddr, lmtpAddr := s.addr("imap"), s.addr("lmtp")
+	// ghost is refused at RCPT, so the transaction has one recipient
+	// and the message gets Delivered-To.
+	script := `
+import imaplib, json, smtplib, sys
+lh, lp = sys.argv[1].rsplit(":", 1)
+ih, ip = sys.argv[2].rsplit(":", 1)
+msg = b"From: Eve <eve@example.net>\r\nTo: py@example.org\r\nSubject: from python\r\n\r\n.dot line\r\nbody\r\n"
+l = smtplib.LMTP(lh, int(lp), local_hostname="py.example")
+refused = l.sendmail("eve@example.net", ["py@example.org", "ghost@example.org"], msg)
+l.quit()
+m = imaplib.IMAP4(ih, int(ip))
+m.login("py@example.org", "py pw")
+typ, data = m.select("INBOX")
+n = int(data[0])
+typ, fetched = m.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
+body = fetched[0][1]
+m.logout()
+print(json.dumps({
+    "refused": {k: v[0] for k, v in refused.items()},
+    "exists": n,
+    "ends_with_msg": body.endswith(msg),
+    "starts": body[:60].decode(),
+    "size_ok": ("RFC822.SIZE %d" % len(body)).encode() in fetched[0][0],
+}, sort_keys=True))
+`
+	out, err := exec.Command(py, "-c", script, lmtpAddr, imapAddr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	want := `{"ends_with_msg": true, "exists": 1, "refused": {"ghost@example.org": 550}, "size_ok": true, "starts": "Return-Path: <eve@example.net>\r\nDelivered-To: py@example.org"}`
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Errorf("python clients:\n got %s\nwant %s", got, want)
+	}
+	s.stop()
+}

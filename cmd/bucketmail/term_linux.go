@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -17,8 +18,10 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// readNoEcho reads one line from the terminal f with echo turned off.
-func readNoEcho(f *os.File) (string, error) {
+// readNoEcho turns echo off, writes prompt to w and reads one line from
+// the terminal f. Echo goes off before the prompt, so that nothing typed
+// after the prompt appears is echoed.
+func readNoEcho(f *os.File, w io.Writer, prompt string) (string, error) {
 	fd := int(f.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
@@ -31,6 +34,8 @@ func readNoEcho(f *os.File) (string, error) {
 		return "", fmt.Errorf("terminal: %w", err)
 	}
 	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	defer fmt.Fprintln(w) // the Enter that was not echoed
+	fmt.Fprint(w, prompt)
 	// One byte at a time, so nothing after the line is consumed.
 	var b strings.Builder
 	r := bufio.NewReaderSize(f, 16)

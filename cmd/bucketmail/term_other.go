@@ -4,6 +4,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"os"
 )
 
@@ -11,6 +12,6 @@ import (
 // --password-stdin elsewhere.
 func isTerminal(*os.File) bool { return false }
 
-func readNoEcho(*os.File) (string, error) {
+func readNoEcho(*os.File, io.Writer, string) (string, error) {
 	return "", errors.New("password prompt not supported on this system; use --password-stdin")
 }

@@ -135,15 +135,11 @@ func readPassword(stdin io.Reader, stderr io.Writer, fromStdin bool) (string, er
 		if !ok || !isTerminal(f) {
 			return "", fmt.Errorf("%w: standard input is not a terminal: use --password-stdin", errUsage)
 		}
-		fmt.Fprint(stderr, "Password: ")
-		p1, err := readNoEcho(f)
-		fmt.Fprintln(stderr)
+		p1, err := readNoEcho(f, stderr, "Password: ")
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprint(stderr, "Again: ")
-		p2, err := readNoEcho(f)
-		fmt.Fprintln(stderr)
+		p2, err := readNoEcho(f, stderr, "Again: ")
 		if err != nil {
 			return "", err
 		}
