@@ -26,37 +26,54 @@ func DecodeHeaderValue(v string) string {
 		return toUTF8Lenient(v)
 	}
 	var b strings.Builder
-	pendingWS := ""
+	// Adjacent encoded words in the same charset are decoded together:
+	// mailers split multi-byte characters (and ISO-2022 escape
+	// sequences) across words.
+	var pendCharset string
+	var pendRaw []byte
+	var pendWords []string
+	flush := func() {
+		if len(pendWords) == 0 {
+			return
+		}
+		if dec, ok := convertCharset(pendCharset, pendRaw); ok {
+			b.WriteString(dec)
+		} else {
+			b.WriteString(toUTF8Lenient(strings.Join(pendWords, "")))
+		}
+		pendCharset, pendRaw, pendWords = "", pendRaw[:0], pendWords[:0]
+	}
 	lastWasWord := false
 	for len(v) > 0 {
 		i := strings.Index(v, "=?")
 		if i < 0 {
-			b.WriteString(pendingWS)
+			flush()
 			b.WriteString(toUTF8Lenient(v))
 			break
 		}
 		text := v[:i]
-		word, rest, dec, ok := encodedWord(v[i:])
+		word, charset, raw, rest, ok := encodedWord(v[i:])
 		if !ok {
-			b.WriteString(pendingWS)
-			pendingWS = ""
+			flush()
 			b.WriteString(toUTF8Lenient(v[:i+2]))
 			v = v[i+2:]
 			lastWasWord = false
 			continue
 		}
-		_ = word
-		if lastWasWord && isAllWS(text) {
-			// drop white space between encoded words
-		} else {
-			b.WriteString(pendingWS)
+		adjacent := lastWasWord && isAllWS(text)
+		if !adjacent || !strings.EqualFold(charset, pendCharset) {
+			flush()
+		}
+		if !adjacent {
 			b.WriteString(toUTF8Lenient(text))
 		}
-		pendingWS = ""
-		b.WriteString(dec)
+		pendCharset = charset
+		pendRaw = append(pendRaw, raw...)
+		pendWords = append(pendWords, word)
 		lastWasWord = true
 		v = rest
 	}
+	flush()
 	return b.String()
 }
 
@@ -69,32 +86,37 @@ func isAllWS(s string) bool {
 	return true
 }
 
-// encodedWord parses "=?charset?B|Q?text?=" at the start of s.
-func encodedWord(s string) (word, rest, decoded string, ok bool) {
+// encodedWord parses "=?charset?B|Q?text?=" at the start of s and returns
+// the word, its charset (without an RFC 2231 language) and decoded bytes.
+// ok is false when s does not start with an encoded word in a known
+// charset.
+func encodedWord(s string) (word, charset string, raw []byte, rest string, ok bool) {
 	// s starts with "=?"
 	q1 := strings.IndexByte(s[2:], '?')
 	if q1 < 0 {
-		return "", "", "", false
+		return
 	}
 	q1 += 2
 	if q1+2 >= len(s) || s[q1+2] != '?' {
-		return "", "", "", false
+		return
 	}
 	enc := s[q1+1]
 	end := strings.Index(s[q1+3:], "?=")
 	if end < 0 {
-		return "", "", "", false
+		return
 	}
 	end += q1 + 3
-	charset := s[2:q1]
+	charset = s[2:q1]
 	text := s[q1+3 : end]
 	if strings.ContainsAny(charset, " \t\r\n") || strings.ContainsAny(text, " \t\r\n") {
-		return "", "", "", false
+		return
 	}
 	if i := strings.IndexByte(charset, '*'); i >= 0 {
 		charset = charset[:i]
 	}
-	var raw []byte
+	if !charsetKnown(charset) {
+		return
+	}
 	switch enc {
 	case 'B', 'b':
 		raw = decodeBase64Lenient([]byte(text))
@@ -113,13 +135,17 @@ func encodedWord(s string) (word, rest, decoded string, ok bool) {
 			}
 		}
 	default:
-		return "", "", "", false
+		return
 	}
-	dec, ok := convertCharset(charset, raw)
-	if !ok {
-		return "", "", "", false
+	return s[:end+2], charset, raw, s[end+2:], true
+}
+
+func charsetKnown(charset string) bool {
+	switch strings.ToLower(charset) {
+	case "utf-8", "utf8", "us-ascii", "ascii", "", "utf-16":
+		return true
 	}
-	return s[:end+2], s[end+2:], dec, true
+	return charsetEncoding(charset) != nil
 }
 
 // charsetEncoding finds a decoder for a MIME charset name (IANA names and
