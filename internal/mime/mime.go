@@ -39,7 +39,7 @@ package mime
 type HeaderField struct {
 	Name  string // as written, e.g. "Content-Type"
 	Raw   []byte // the whole field, name through the CRLF/LF after the last continuation line
-	Value string // unfolded value with leading white space trimmed, raw bytes (no RFC 2047 decoding)
+	Value string // value with leading white space trimmed and CR/LF removed (unfolded), raw bytes (no RFC 2047 decoding)
 }
 
 // Header is the ordered list of a part's header fields.
@@ -82,8 +82,9 @@ type Part struct {
 	Present Presence
 
 	// Multipart is true when the part was parsed as a multipart (a
-	// multipart/* type with a boundary, within the nesting limit). Parts
-	// may then still be empty (no boundary line was found).
+	// multipart/* type within the nesting limit). Parts may then still
+	// be empty (no boundary parameter, or no boundary line): IMAP shows
+	// one empty text/plain part, and Part([]int{1}) returns one.
 	Multipart bool
 
 	// Envelope is the encoded IMAP ENVELOPE of the message whose root
