@@ -88,9 +88,17 @@ func TestTraceRedactsCredentials(t *testing.T) {
 	c3.expect("c1 OK")
 	c3.send("c2 NOOP\r\n")
 	c3.expect("c2 OK")
-	mu.Lock()
-	log := buf.String()
-	mu.Unlock()
+	// Server lines are logged just after they are written: wait for the
+	// last one.
+	var log string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		log = buf.String()
+		mu.Unlock()
+		if strings.Contains(log, "S: c2 OK NOOP completed") {
+			break
+		}
+	}
 	for _, secret := range []string{"secret", "AGFsaWNlAHNlY3JldA=="} {
 		if strings.Contains(log, secret) {
 			t.Errorf("log contains %q:\n%s", secret, log)
