@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/userdb/password"
+)
+
+// Run runs every selected server through every workload and prints the
+// table to o.Out (and writes o.Results when set).
+func Run(ctx context.Context, o Options) (*Report, error) {
+	started := time.Now().UTC()
+	load0 := loadAvg()
+	if err := raiseFileLimit(uint64(o.Sizes.IdleConns)*4 + 4096); err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(o.Servers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			want[s] = true
+		}
+	}
+	var cols []server
+	for _, s := range servers {
+		if want[s.Name] {
+			cols = append(cols, s)
+			delete(want, s.Name)
+		}
+	}
+	for s := range want {
+		return nil, fmt.Errorf("unknown server %q (have dovecot, dovecot-default, bucketmail-fs, bucketmail-s3)", s)
+	}
+
+	env := &runEnv{Log: o.Log, Sizes: o.Sizes, Password: "bench-password", Ports: &portPool{}, Profile: o.ProfileDir != ""}
+	for i := 0; i < o.Sizes.Users; i++ {
+		env.Users = append(env.Users, fmt.Sprintf("bench-%03d@bench.test", i))
+	}
+	env.Big = "big@bench.test"
+	env.Users = append(env.Users, env.Big)
+	var err error
+	if env.Hash, err = password.HashScheme(o.AuthScheme, env.Password); err != nil {
+		return nil, err
+	}
+	if want := o.Sizes.Users; want < o.Sizes.MixedWorkers {
+		return nil, fmt.Errorf("sizes: %d users for %d mixed workers: each worker needs its own users", want, o.Sizes.MixedWorkers)
+	}
+
+	corpus, err := loadCorpus(0)
+	if err != nil {
+		return nil, err
+	}
+	newMail := smallMessages(corpus, 64<<10)
+	sent := smallMessages(corpus, 16<<10)
+	big := corpus
+	if len(big) > o.Sizes.BigMessages {
+		big = big[:o.Sizes.BigMessages]
+	}
+	o.Log.Info("corpus loaded", "messages", len(corpus), "big mailbox", len(big))
+
+	for _, c := range cols {
+		if strings.HasPrefix(c.Name, "dovecot") {
+			if err := ensureDovecot(ctx, env); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	if o.ProfileDir != "" {
+		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+
+	rep := newReport(cols)
+	for _, srv := range cols {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		o.Log.Info("server: starting", "server", srv.Name)
+		t, err := srv.Start(ctx, env)
+		if err != nil {
+			reason := "n/a (failed to start)"
+			if errors.Is(err, errNotBuilt) {
+				reason = "n/a (not built yet)"
+			} else {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s did not start: %v", srv.Title, firstLine(err)))
+			}
+			o.Log.Warn("server: not started", "server", srv.Name, "err", err)
+			for _, m := range rep.Metrics {
+				rep.set(m.Key, srv.Name, cell{NA: reason})
+			}
+			continue
+		}
+		err = runWorkloads(ctx, o, env, rep, srv, t, corpus, big, newMail, sent)
+		if serr := t.Stop(context.Background()); serr != nil && err == nil {
+			err = serr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", srv.Name, err)
+		}
+	}
+
+	rep.Notes = append(rep.Notes, describeRun(o, env, len(corpus), len(big))...)
+	table := rep.Markdown()
+	fmt.Fprint(o.Out, "\n"+table)
+	for _, n := range rep.Notes {
+		fmt.Fprintln(o.Out, "- "+n)
+	}
+	if o.Results != "" {
+		info := machineInfo(started, load0)
+		profiles := ""
+		if o.ProfileDir != "" {
+			profiles = summariseProfiles(o.ProfileDir)
+		}
+		if err := writeResults(o.Results, o.Sizes, info, table, rep.Notes, profiles); err != nil {
+			return nil, err
+		}
+		o.Log.Info("results written", "file", o.Results)
+	}
+	return rep, nil
+}
+
+// runWorkloads runs every workload against one started server.
+func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv server, t Target, corpus, big, newMail, sent [][]byte) error {
+	sz := o.Sizes
+	log := o.Log.With("server", srv.Name)
+	name := srv.Name
+	users := env.Users[:sz.Users]
+	rcpt := func(i int) string { return users[i%len(users)] }
+	prof, _ := t.(Profiler)
+	profile := func(phase string, seconds int) func() {
+		if prof == nil || o.ProfileDir == "" {
+			return func() {}
+		}
+		return startCPUProfile(ctx, prof.PprofAddr(), filepath.Join(o.ProfileDir, name+"."+phase+".cpu.pprof"), seconds)
+	}
+
+	log.Info("lmtp: 1 sender", "messages", sz.LMTP1Messages)
+	r1, err := runLMTP(ctx, t.LMTPAddr(), 1, 0, sz.LMTP1Messages, corpus, rcpt, sz.LMTPMaxTime)
+	if err != nil {
+		return err
+	}
+	rep.set("lmtp1.rate", name, cell{V: r1.PerSec(), Prec: 1})
+	rep.set("lmtp1.p99", name, cell{V: r1.Lat.p99("deliver"), Prec: 1})
+	noteErrors(rep, srv, "LMTP 1 sender", r1.Errors, r1.Delivered, r1.FirstErr)
+
+	log.Info("lmtp: 8 senders", "messages", sz.LMTP8Messages)
+	stop := profile("lmtp8", 10)
+	r8, err := runLMTP(ctx, t.LMTPAddr(), 8, sz.LMTP1Messages, sz.LMTP8Messages, corpus, rcpt, sz.LMTPMaxTime)
+	stop()
+	if err != nil {
+		return err
+	}
+	rep.set("lmtp8.rate", name, cell{V: r8.PerSec(), Prec: 1})
+	rep.set("lmtp8.p99", name, cell{V: r8.Lat.p99("deliver"), Prec: 1})
+	noteErrors(rep, srv, "LMTP 8 senders", r8.Errors, r8.Delivered, r8.FirstErr)
+
+	log.Info("download: filling the large mailbox", "messages", len(big))
+	fill, err := runLMTP(ctx, t.LMTPAddr(), 8, 0, len(big), big, func(int) string { return env.Big }, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	noteErrors(rep, srv, "filling the large mailbox", fill.Errors, fill.Delivered, fill.FirstErr)
+	dl, err := runDownload(ctx, t, env, sz.Downloads)
+	if err != nil {
+		return err
+	}
+	rep.set("download.rate", name, cell{V: median(dl.MBps), Prec: 1})
+	log.Info("download", "messages", dl.Messages, "bytes", dl.Bytes, "MB/s", dl.MBps)
+
+	log.Info("mixed IMAP", "workers", sz.MixedWorkers, "duration", sz.MixedDuration)
+	stop = profile("mixed", int(sz.MixedDuration.Seconds())-2)
+	mx, err := runMixed(ctx, t, env, newMail, sent)
+	stop()
+	if err != nil {
+		return err
+	}
+	rep.set("mixed.rate", name, cell{V: mx.OpsPerSec(), Prec: 0})
+	for _, op := range mixedOps {
+		rep.set("mixed.p99."+op, name, cell{V: mx.Lat.p99(op), Prec: 1})
+	}
+	noteErrors(rep, srv, "mixed IMAP sessions", mx.Errors, mx.Sessions, mx.FirstErr)
+	log.Info("mixed IMAP", "ops", mx.Ops, "sessions", mx.Sessions, "errors", mx.Errors)
+
+	log.Info("idle connections", "conns", sz.IdleConns)
+	id, err := runIdle(ctx, t, env, sz.IdleConns)
+	if err != nil {
+		return err
+	}
+	rep.set("idle.kib", name, cell{V: id.PerConnKiB, Prec: 1})
+	log.Info("idle connections", "before MiB", id.Before>>20, "after MiB", id.After>>20, "KiB/conn", id.PerConnKiB, "open s", id.OpenSeconds)
+	if prof != nil && o.ProfileDir != "" {
+		saveProfile(ctx, prof.PprofAddr(), "heap", filepath.Join(o.ProfileDir, name+".idle.heap.pprof"))
+		saveProfile(ctx, prof.PprofAddr(), "goroutine", filepath.Join(o.ProfileDir, name+".idle.goroutine.pprof"))
+	}
+
+	// S3 and reindex rows: only a server with those abilities fills them.
+	s3c, isS3 := t.(S3Counter)
+	_ = s3c
+	reason := "n/a (no S3 mode)"
+	if !isS3 {
+		for _, k := range []string{"s3.put_per_msg", "s3.get_fetch_cold", "s3.get_fetch_warm"} {
+			rep.set(k, name, cell{NA: reason})
+		}
+	}
+	if _, ok := t.(Reindexer); !ok {
+		for _, k := range []string{"reindex.seconds", "reindex.requests"} {
+			rep.set(k, name, cell{NA: "n/a (not built yet)"})
+		}
+	}
+	return nil
+}
+
+// noteErrors adds a note when a phase had failed operations.
+func noteErrors(rep *Report, srv server, phase string, errs, done int, first error) {
+	if errs == 0 {
+		return
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("%s, %s: %d failed (of %d), first: %v", srv.Title, phase, errs, errs+done, firstLine(first)))
+}
+
+func firstLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// describeRun returns the notes on how the numbers were made.
+func describeRun(o Options, env *runEnv, corpusN, bigN int) []string {
+	sz := o.Sizes
+	return []string{
+		fmt.Sprintf("sizes %q: %d users; LMTP %d messages (1 sender) and %d (8 senders) from %d corpus messages (shared/corpus/real, CRLF); large mailbox %d messages, median of %d download passes; mixed IMAP %d connections for %v, %d cycles per login; %d idle connections",
+			sz.Name, sz.Users, sz.LMTP1Messages, sz.LMTP8Messages, corpusN, bigN, sz.Downloads, sz.MixedWorkers, sz.MixedDuration, sz.MixedCycles, sz.IdleConns),
+		fmt.Sprintf("passwords: every user's hash is %s in both servers (bucketmail's user add makes ARGON2ID; -auth-scheme changes it)", strings.SplitN(env.Hash, "}", 2)[0]+"}"),
+		"Dovecot is tuned as an operator tuning for speed would (login and imap process reuse with service_count = 0, process_min_avail, auth cache, maildir_very_dirty_syncs); Dovecot default keeps the default service settings and only raises process and connection limits; ratios compare with the tuned one",
+		"memory is the proportional set size (PSS, /proc/PID/smaps_rollup) summed over the server's processes, measured on a freshly restarted server before and 3 s after opening the idle connections",
+		"p99 is the nearest-rank 99th percentile of the command's latency as the client sees it; MB = 10^6 bytes of message data",
+	}
+}
