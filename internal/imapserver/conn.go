@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -726,9 +725,4 @@ func (c *conn) readMailbox() (string, error) {
 		name = "INBOX" + name[5:]
 	}
 	return name, nil
-}
-
-// errorf builds an internal error with the package prefix.
-func errorf(format string, args ...any) error {
-	return fmt.Errorf("imapserver: "+format, args...)
 }

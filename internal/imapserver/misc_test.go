@@ -281,3 +281,51 @@ func TestNULInLiteral(t *testing.T) {
 		t.Fatalf("got %q", l)
 	}
 }
+
+// TestShutdownForce: a command still in progress when the Shutdown
+// context ends (an APPEND whose literal never comes) is cut off; Shutdown
+// returns the context's error after the connection is gone.
+func TestShutdownForce(t *testing.T) {
+	st := newTestStore(t)
+	srv := New(Options{Store: st, Auth: testUsers, Logger: testLogger(t)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln, false) }()
+	c := dialRaw(t, ln.Addr().String())
+	c.send("a1 LOGIN alice secret\r\n")
+	c.expect("a1 OK")
+	c.send("a2 APPEND INBOX {100}\r\n")
+	c.expect("+ ")
+	c.send("only part of it")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if rest, err := io.ReadAll(c.br); err != nil || strings.Contains(string(rest), "a2 OK") {
+		t.Fatalf("after forced close: %q, %v", rest, err)
+	}
+	// Nothing half-stored.
+	acct, err := st.Account(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := acct.Mailbox(context.Background(), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb.Messages != 0 {
+		t.Fatalf("INBOX has %d messages", mb.Messages)
+	}
+}
