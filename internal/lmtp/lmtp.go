@@ -219,12 +219,13 @@ const shutdownReply = "421 4.3.2 Service shutting down\r\n"
 // closeIdle says 421 to and closes every connection not in a
 // transaction, and returns how many connections remain.
 func (s *Server) closeIdle() int {
-	var idle []*trackedConn
+	type idleConn struct{ raw, w net.Conn }
+	var idle []idleConn
 	s.mu.Lock()
 	for c := range s.conns {
 		if !c.busy && !c.closing {
 			c.closing = true
-			idle = append(idle, c)
+			idle = append(idle, idleConn{c.Conn, c.w})
 		}
 	}
 	n := len(s.conns)
@@ -232,7 +233,7 @@ func (s *Server) closeIdle() int {
 	for _, c := range idle {
 		c.w.SetWriteDeadline(time.Now().Add(time.Second))
 		io.WriteString(c.w, shutdownReply)
-		c.Conn.Close()
+		c.raw.Close()
 	}
 	return n
 }
