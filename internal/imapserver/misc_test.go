@@ -266,7 +266,7 @@ func TestNULInLiteral(t *testing.T) {
 	c.send("a1 LOGIN alice secret\r\n")
 	c.expect("a1 OK")
 	msg := "Subject: nul\r\n\r\na\x00b\r\n"
-	c.send("a2 APPEND INBOX {21+}\r\n" + msg + "\r\n")
+	c.send("a2 APPEND INBOX ~{21+}\r\n" + msg + "\r\n") // literal8, RFC 3516 §4.4
 	c.expect("a2 OK")
 	c.send("a3 EXAMINE INBOX\r\n")
 	c.expect("a3 OK")
