@@ -145,7 +145,9 @@ func (s *mixedSession) run(user string, deadline time.Time) error {
 	}); err != nil {
 		return err
 	}
-	for cyc := 0; cyc < s.env.Sizes.MixedCycles && time.Now().Before(deadline); cyc++ {
+	// The first login's cycles always run, so every command has a sample
+	// even when one login takes longer than the whole (smoke) duration.
+	for cyc := 0; cyc < s.env.Sizes.MixedCycles && (s.n < s.env.Sizes.MixedCycles || time.Now().Before(deadline)); cyc++ {
 		s.n++
 		msg := s.newMail[(s.seed*7919+s.n)%len(s.newMail)]
 		if cyc%2 == 0 {

@@ -78,7 +78,7 @@ type runEnv struct {
 	Password string
 	Hash     string // the stored password hash for every user, "{SCHEME}..."
 	Ports    *portPool
-	Profile  bool   // serve pprof (bucketmail)
+	Profile  bool // serve pprof (bucketmail)
 	binOnce  sync.Once
 	bin      string // bucketmail binary
 	binErr   error
