@@ -536,3 +536,48 @@ func equalU32(a, b []uint32) bool {
 	}
 	return true
 }
+
+// TestImplicitTLS: Serve with implicitTLS starts with the handshake
+// (port 993 style); STARTTLS is then not offered and LOGIN is allowed
+// from any address.
+func TestImplicitTLS(t *testing.T) {
+	st := newTestStore(t)
+	srv := New(Options{Store: st, Auth: testUsers, TLS: selfSigned(t), Logger: testLogger(t)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(remoteListener{ln}, true) }()
+	c, err := imapclient.DialTLS(ln.Addr().String(), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.Has(imap.CapStartTLS) || caps.Has(imap.CapLoginDisabled) || !caps.Has(imap.AuthCap("PLAIN")) {
+		t.Errorf("caps %v", caps)
+	}
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatalf("LOGIN over TLS: %v", err)
+	}
+	c.Close()
+	ctx, cancel := contextWithTimeout(5 * time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Without a TLS config, implicit TLS is refused.
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := New(Options{Store: st, Auth: testUsers}).Serve(ln2, true); err == nil {
+		t.Error("Serve(implicitTLS) without TLS config succeeded")
+	}
+}
