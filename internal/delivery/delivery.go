@@ -251,7 +251,7 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, r io.Reader) []Re
 		acct := rc.User.Account
 		cr, ok := done[acct]
 		if !ok {
-			cr.res, cr.err = d.store(ctx, acct, in)
+			cr.res, cr.err = d.store(ctx, rc.User, in)
 			done[acct] = cr
 			if cr.err != nil {
 				log.Warn("delivery: not stored", "rcpt", rc.Address, "account", acct,
@@ -290,11 +290,29 @@ func (d *Deliverer) classifySpool(ctx context.Context, src *srcReader, err error
 	return temporary("spool", "message", err)
 }
 
-// store appends in to the account's INBOX.
-func (d *Deliverer) store(ctx context.Context, account string, in *mailstore.Incoming) (mailstore.AppendResult, error) {
+// store appends in to the user's INBOX, after checking the user's quota
+// (userdb.User.QuotaBytes > 0: the sum of RFC822.SIZE over all
+// mailboxes, this message included, may not exceed it; RFC 9208 STORAGE
+// counts the same octets in KiB).
+func (d *Deliverer) store(ctx context.Context, u *userdb.User, in *mailstore.Incoming) (mailstore.AppendResult, error) {
+	account := u.Account
 	a, err := d.Store.Account(ctx, account)
 	if err != nil {
 		return mailstore.AppendResult{}, temporary("open account", account, err)
+	}
+	if u.QuotaBytes > 0 {
+		mbs, err := a.Mailboxes(ctx)
+		if err != nil {
+			return mailstore.AppendResult{}, temporary("quota", account, err)
+		}
+		used := in.Size
+		for _, mb := range mbs {
+			used += mb.Size
+		}
+		if used > u.QuotaBytes {
+			return mailstore.AppendResult{}, permanent("quota", account, ErrOverQuota,
+				fmt.Errorf("%d bytes with this message, quota %d", used, u.QuotaBytes))
+		}
 	}
 	res, err := a.Append(ctx, "INBOX", in, nil, time.Time{})
 	switch {

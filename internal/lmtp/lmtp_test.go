@@ -85,7 +85,7 @@ type fixture struct {
 	store    *mailstore.Store
 	blobs    *faultyBlobs
 	users    *faultyUsers
-	manager  userdb.Manager
+	manager  *embedded.DB
 	srv      *lmtp.Server
 	addr     string
 	spoolDir string
@@ -793,4 +793,45 @@ func needPython(t *testing.T) string {
 		t.Skip("python3 not installed")
 	}
 	return py
+}
+
+// TestOverQuota: a recipient over quota gets 552 5.2.2, the others 250.
+func TestOverQuota(t *testing.T) {
+	f := newFixture(t, "tcp")
+	ctx := context.Background()
+	if err := f.manager.SetQuota(ctx, "bob@example.org", 700); err != nil {
+		t.Fatal(err)
+	}
+	send := func() error {
+		c := f.dial()
+		if err := c.Mail("carol@example.net", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []string{"alice@example.org", "bob@example.org"} {
+			if err := c.Rcpt(r, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, body)
+		_, err = w.CloseWithLMTPResponse()
+		return err
+	}
+	// Each copy is 324 bytes: two fit in 700, the third does not.
+	for i := 0; i < 2; i++ {
+		if err := send(); err != nil {
+			t.Fatalf("delivery %d: %v", i+1, err)
+		}
+	}
+	err := send()
+	var le smtp.LMTPDataError
+	if !errors.As(err, &le) || len(le) != 1 || smtpCode(le["bob@example.org"]) != "552 5.2.2" {
+		t.Fatalf("third delivery: %v, want 552 5.2.2 for bob only", err)
+	}
+	if a, b := len(f.inbox("alice@example.org")), len(f.inbox("bob@example.org")); a != 3 || b != 2 {
+		t.Errorf("alice has %d, bob %d messages; want 3 and 2", a, b)
+	}
 }
