@@ -61,6 +61,9 @@ func (c *conn) cmdCreate(tag string) error {
 	if name == "INBOX" {
 		return no("ALREADYEXISTS", "INBOX always exists")
 	}
+	if strings.ContainsAny(name, "*%") {
+		return no("CANNOT", "Mailbox names cannot contain * or %")
+	}
 	if use != "" {
 		ok := false
 		for _, u := range []string{mailstore.UseDrafts, mailstore.UseSent, mailstore.UseTrash, mailstore.UseJunk, mailstore.UseArchive} {
@@ -122,6 +125,9 @@ func (c *conn) cmdRename(tag string) error {
 	to = strings.TrimSuffix(to, "/")
 	if to == "INBOX" {
 		return no("ALREADYEXISTS", "INBOX always exists")
+	}
+	if strings.ContainsAny(to, "*%") {
+		return no("CANNOT", "Mailbox names cannot contain * or %")
 	}
 	if from == to {
 		return no("ALREADYEXISTS", "Mailbox already exists")
@@ -461,8 +467,20 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 }
 
 // matchPattern matches a LIST pattern: "*" matches anything, "%" anything
-// but the hierarchy delimiter "/" (RFC 3501 §6.3.8).
+// but the hierarchy delimiter "/" (RFC 3501 §6.3.8). The "INBOX" that
+// starts a name matches case-insensitively (RFC 3501 §5.1).
 func matchPattern(pattern, name string) bool {
+	fold := 0
+	if name == "INBOX" || strings.HasPrefix(name, "INBOX/") {
+		fold = 5
+	}
+	eq := func(j int, pc byte) bool {
+		c := name[j]
+		if j < fold && pc >= 'a' && pc <= 'z' {
+			pc -= 'a' - 'A'
+		}
+		return c == pc
+	}
 	// Dynamic programming over (pattern, name) positions.
 	prev := make([]bool, len(name)+1)
 	cur := make([]bool, len(name)+1)
@@ -477,7 +495,7 @@ func matchPattern(pattern, name string) bool {
 			case '%':
 				cur[j] = prev[j] || (cur[j-1] && name[j-1] != '/')
 			default:
-				cur[j] = prev[j-1] && name[j-1] == pc
+				cur[j] = prev[j-1] && eq(j-1, pc)
 			}
 		}
 		prev, cur = cur, prev

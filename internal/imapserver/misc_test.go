@@ -210,6 +210,11 @@ func TestMatchPattern(t *testing.T) {
 		{"*%*", "", true},
 		{"%/%", "a/b", true},
 		{"Entwürfe*", "Entwürfe/Alt", true},
+		{"inb*", "INBOX", true},
+		{"Inbox/%", "INBOX/Sub", true},
+		{"inbox/sub", "INBOX/Sub", false},
+		{"%x", "INBOX", false},
+		{"inbox", "Inbox2", false},
 	} {
 		if got := matchPattern(tc.pattern, tc.name); got != tc.want {
 			t.Errorf("matchPattern(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
