@@ -213,7 +213,8 @@ func TestMatchPattern(t *testing.T) {
 		{"inb*", "INBOX", true},
 		{"Inbox/%", "INBOX/Sub", true},
 		{"inbox/sub", "INBOX/Sub", false},
-		{"%x", "INBOX", false},
+		{"%x", "INBOX", true},
+		{"%y", "INBOX", false},
 		{"inbox", "Inbox2", false},
 	} {
 		if got := matchPattern(tc.pattern, tc.name); got != tc.want {
