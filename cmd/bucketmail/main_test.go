@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -306,16 +307,33 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// TestServeSignal: serve starts on an empty data dir, hints at user add,
-// and exits 0 on SIGTERM.
+// TestServeSignal: serve starts on an empty data dir with LMTP on a unix
+// socket, hints at user add, and exits 0 on SIGTERM, removing the socket.
 func TestServeSignal(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data dir")
-	s := startServe(t, data, "")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data dir")
+	sock := filepath.Join(dir, "lmtp.sock")
+	s := startServe(t, data, "", "--lmtp-listen", sock)
 	s.addr("imap")
-	s.addr("lmtp")
+	if got := s.addr("lmtp"); got != sock {
+		t.Errorf("LMTP listens on %q, want %q", got, sock)
+	}
 	hint := "no users yet; add one with: bucketmail user add you@example.org --password-stdin --data-dir '" + data + "'"
 	s.waitLog("the user add hint", func(m map[string]any) bool { return m["msg"] == hint })
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("dial the LMTP socket: %v", err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	greeting, _ := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	if !strings.HasPrefix(greeting, "220 ") || !strings.Contains(greeting, " LMTP ") {
+		t.Errorf("LMTP greeting on the socket: %q", greeting)
+	}
 	s.stop()
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket still there after stop: %v", err)
+	}
 	for _, p := range []string{"index.db", "blobs"} {
 		if _, err := os.Stat(filepath.Join(data, p)); err != nil {
 			t.Errorf("data dir lacks %s: %v", p, err)
