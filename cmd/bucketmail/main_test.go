@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -689,6 +690,15 @@ func TestServeTLS(t *testing.T) {
 			t.Errorf("%s: LOGIN: %v", tc.name, err)
 		} else if st, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait(); err != nil || st.NumMessages == nil || *st.NumMessages != 1 {
 			t.Errorf("%s: STATUS INBOX = %+v, %v; want 1 message", tc.name, st, err)
+		} else if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Errorf("%s: SELECT: %v", tc.name, err)
+		} else {
+			// Delivered under STARTTLS: Received says LMTPS (RFC 3848).
+			hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+			msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{hdr}}).Collect()
+			if err != nil || len(msgs) != 1 || !regexp.MustCompile(`\r\n\tby \S+ with LMTPS id `).Match(msgs[0].FindBodySection(hdr)) {
+				t.Errorf("%s: FETCH BODY[HEADER]: %v, want a Received field with LMTPS", tc.name, err)
+			}
 		}
 		c.Logout().Wait()
 		c.Close()

@@ -21,7 +21,7 @@
 //	Return-Path: <sender>        (RFC 5321 §4.4; <> for the null sender)
 //	Delivered-To: <rcpt>         (only when the transaction has ONE recipient)
 //	Received: from helo ([ip])   (RFC 5321 §4.4; "for <rcpt>" only with one recipient)
-//	        by hostname with LMTP id ID
+//	        by hostname with LMTP id ID  (LMTPS under TLS, RFC 3848)
 //	        (envelope-from <sender>)
 //	        for <rcpt>; date
 //
@@ -178,6 +178,7 @@ type Envelope struct {
 	Helo       string // the client's LHLO name, for Received
 	RemoteAddr string // the client's IP address, for Received; "" when unknown (unix socket)
 	ID         string // transaction id, for Received and logs
+	TLS        bool   // the session is under TLS: Received says "with LMTPS" (RFC 3848)
 }
 
 // Result is the outcome for one recipient, in the order of
@@ -346,7 +347,11 @@ func (d *Deliverer) prefix(env Envelope, now time.Time) []byte {
 	if ip := headerSafe(env.RemoteAddr); ip != "" {
 		fmt.Fprintf(&b, " ([%s])", ip)
 	}
-	fmt.Fprintf(&b, "\r\n\tby %s with LMTP", headerSafe(d.Hostname))
+	proto := "LMTP"
+	if env.TLS {
+		proto = "LMTPS"
+	}
+	fmt.Fprintf(&b, "\r\n\tby %s with %s", headerSafe(d.Hostname), proto)
 	if id := headerSafe(env.ID); id != "" {
 		fmt.Fprintf(&b, " id %s", id)
 	}

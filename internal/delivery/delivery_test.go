@@ -39,6 +39,11 @@ func TestPrefix(t *testing.T) {
 				"Received: from unknown\r\n" +
 				"\tby mx.example.org with LMTP\r\n" +
 				"\t(envelope-from <>); Sun, 29 Nov 2026 15:04:05 -0300\r\n"},
+		{"TLS", Envelope{From: "c@example.net", Recipients: two, Helo: "h", ID: "X", TLS: true},
+			"Return-Path: <c@example.net>\r\n" +
+				"Received: from h\r\n" +
+				"\tby mx.example.org with LMTPS id X\r\n" +
+				"\t(envelope-from <c@example.net>); Sun, 29 Nov 2026 15:04:05 -0300\r\n"},
 		{"control bytes dropped", Envelope{From: "x\r\nBcc: y@z", Recipients: one, Helo: "h\x00"},
 			"Return-Path: <xBcc: y@z>\r\n" +
 				"Delivered-To: Alice+tag@example.org\r\n" +

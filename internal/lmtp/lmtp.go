@@ -307,7 +307,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		remote = a.IP.String()
 	}
-	sess := &session{s: s, conn: tc, helo: c.Hostname(), remote: remote}
+	sess := &session{s: s, conn: tc, helo: c.Hostname(), remote: remote, tls: isTLS}
 	sess.log = s.log.With("remote", nc.RemoteAddr().String(), "helo", sess.helo, "tls", isTLS)
 	sess.log.Debug("lmtp: session started")
 	return sess, nil
@@ -319,6 +319,7 @@ type session struct {
 	conn   *trackedConn // nil if not accepted through Serve
 	helo   string
 	remote string
+	tls    bool
 	log    *slog.Logger
 
 	id    string
@@ -403,6 +404,7 @@ func (ss *session) deliver(r io.Reader, set func(rcpt string, err error)) {
 		Helo:       ss.helo,
 		RemoteAddr: ss.remote,
 		ID:         ss.id,
+		TLS:        ss.tls,
 	}
 	results := ss.s.opts.Deliverer.Deliver(ss.s.ctx, env, &limitReader{r: r})
 	for _, res := range results {
