@@ -823,3 +823,79 @@ func needPython(t *testing.T) string {
 	}
 	return py
 }
+
+// TestServeSignalDuringDelivery: SIGTERM arrives while an LMTP client is
+// in the middle of DATA; the delivery still finishes with 250, then the
+// server says 421, closes the connection and exits 0, and the message is
+// there on the next start.
+func TestServeSignalDuringDelivery(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	mustRun(t, "pw\n", "user", "add", "alice@example.org", "--password-stdin", "--data-dir", data)
+	s := startServe(t, data, "")
+	lmtpAddr := s.addr("lmtp")
+
+	conn, err := net.Dial("tcp", lmtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	read := func() string {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("LMTP read: %v", err)
+			}
+			if len(line) < 4 || line[3] != '-' {
+				return strings.TrimRight(line, "\r\n")
+			}
+		}
+	}
+	read()
+	for _, cmd := range []string{"LHLO t.example", "MAIL FROM:<carol@example.net>", "RCPT TO:<alice@example.org>", "DATA"} {
+		fmt.Fprintf(conn, "%s\r\n", cmd)
+		read()
+	}
+	io.WriteString(conn, "Subject: interrupted\r\n\r\nfirst half\r\n")
+
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog("the shutdown", func(m map[string]any) bool {
+		msg, _ := m["msg"].(string)
+		return strings.HasPrefix(msg, "shutting down")
+	})
+	time.Sleep(200 * time.Millisecond) // the server is waiting for us now
+	io.WriteString(conn, "second half\r\n.\r\n")
+	if got := read(); !strings.HasPrefix(got, "250 2.0.0 <alice@example.org> ") {
+		t.Fatalf("DATA reply during shutdown: %q, want 250", got)
+	}
+	if got := read(); got != "421 4.3.2 Service shutting down" {
+		t.Errorf("after the delivery: %q, want 421 4.3.2", got)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not exit after the delivery")
+	}
+	if s.err != nil {
+		t.Fatalf("serve exit: %v, want 0", s.err)
+	}
+
+	s = startServe(t, data, "")
+	c, err := imapclient.DialInsecure(s.addr("imap"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice@example.org", "pw").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
+	if err != nil || st.NumMessages == nil || *st.NumMessages != 1 {
+		t.Errorf("STATUS INBOX after restart = %+v, %v; want 1 message", st, err)
+	}
+	c.Logout().Wait()
+	s.stop()
+}
