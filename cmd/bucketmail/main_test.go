@@ -540,6 +540,17 @@ func TestImport(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "no user nobody@example.org") {
 		t.Errorf("import for a missing user: exit %d, %q", code, errOut)
 	}
+	_, errOut, code = runBin(t, "", "import", "--data-dir", data, "--user", "alice@example.org", filepath.Join(md, "cur", "1588748889.M1P1.host:2,FS"))
+	if code != 1 || !strings.Contains(errOut, "not an mbox") {
+		t.Errorf("import of a non-mbox file: exit %d, %q", code, errOut)
+	}
+	// A message over lmtp.max_message_size is skipped.
+	small := filepath.Join(dir, "small.toml")
+	os.WriteFile(small, []byte("[lmtp]\nmax_message_size = 40\n"), 0o600)
+	out = mustRun(t, "", "import", "--config", small, "--data-dir", data, "--user", "alice@example.org", "--mailbox", "Small", mbox)
+	if want := mbox + ": 1 messages into Small\nimported 1 messages into alice@example.org (1 skipped)\n"; out != want {
+		t.Errorf("import with a 40-byte limit printed %q, want %q", out, want)
+	}
 
 	// Read what was stored.
 	ctx := context.Background()
