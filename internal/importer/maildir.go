@@ -44,8 +44,9 @@ func IsMaildir(dir string) bool {
 
 // Maildir calls fn for every message file of the Maildir folder dir (its
 // new/ and cur/ subdirectories; tmp/ and subfolders are not read), oldest
-// first: ordered by the delivery time that starts a Maildir file name,
-// then by name. fn gets the file's path, its IMAP flags and its
+// first: in UID order when Dovecot's dovecot-uidlist lists the file, then
+// by the delivery time that starts a Maildir name ("<seconds>.M<usec>..."
+// compared as numbers), then by name. fn gets the file's path, its IMAP flags and its
 // INTERNALDATE (the file's modification time, as Dovecot uses).
 //
 // Flags come from the info suffix ":2,<letters>" of the name: D \Draft,
@@ -62,12 +63,8 @@ func Maildir(ctx context.Context, dir string, fn func(path string, flags []strin
 		return fmt.Errorf("%w: %s", ErrNotMaildir, dir)
 	}
 	keywords := readKeywords(filepath.Join(dir, "dovecot-keywords"))
-	type file struct {
-		path  string
-		name  string
-		stamp int64
-	}
-	var files []file
+	uids := readUIDList(filepath.Join(dir, "dovecot-uidlist"))
+	var files []maildirFile
 	for _, sub := range []string{"new", "cur"} {
 		ents, err := os.ReadDir(filepath.Join(dir, sub))
 		if errors.Is(err, iofs.ErrNotExist) {
@@ -81,19 +78,10 @@ func Maildir(ctx context.Context, dir string, fn func(path string, flags []strin
 			if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
 				continue
 			}
-			stamp, err := strconv.ParseInt(strings.SplitN(name, ".", 2)[0], 10, 64)
-			if err != nil {
-				stamp = 1<<63 - 1 // unknown: after the dated ones
-			}
-			files = append(files, file{path: filepath.Join(dir, sub, name), name: name, stamp: stamp})
+			files = append(files, newMaildirFile(filepath.Join(dir, sub, name), name, uids))
 		}
 	}
-	sort.Slice(files, func(i, j int) bool {
-		if files[i].stamp != files[j].stamp {
-			return files[i].stamp < files[j].stamp
-		}
-		return files[i].name < files[j].name
-	})
+	sort.Slice(files, func(i, j int) bool { return files[i].less(files[j]) })
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("importer: maildir %s: %w", dir, err)
@@ -110,6 +98,83 @@ func Maildir(ctx context.Context, dir string, fn func(path string, flags []strin
 		}
 	}
 	return nil
+}
+
+// maildirFile is one message file and its sort key.
+type maildirFile struct {
+	path, name string
+	uid        uint64 // from dovecot-uidlist; 0 if not listed
+	secs, usec uint64 // from the name; max if absent
+}
+
+func newMaildirFile(path, name string, uids map[string]uint64) maildirFile {
+	f := maildirFile{path: path, name: name, secs: 1<<64 - 1, usec: 1<<64 - 1}
+	base, _, _ := strings.Cut(name, ":")
+	f.uid = uids[base]
+	secs, rest, _ := strings.Cut(name, ".")
+	if n, err := strconv.ParseUint(secs, 10, 64); err == nil {
+		f.secs = n
+		// Dovecot and Courier: "M<usec>P<pid>"; the usec is not padded.
+		if r, ok := strings.CutPrefix(rest, "M"); ok {
+			end := strings.IndexFunc(r, func(c rune) bool { return c < '0' || c > '9' })
+			if end < 0 {
+				end = len(r)
+			}
+			if n, err := strconv.ParseUint(r[:end], 10, 64); err == nil {
+				f.usec = n
+			}
+		}
+	}
+	return f
+}
+
+func (f maildirFile) less(g maildirFile) bool {
+	switch {
+	case f.uid != 0 && g.uid != 0:
+		return f.uid < g.uid
+	case f.uid != 0 || g.uid != 0:
+		return f.uid != 0 // listed files first
+	case f.secs != g.secs:
+		return f.secs < g.secs
+	case f.usec != g.usec:
+		return f.usec < g.usec
+	}
+	return f.name < g.name
+}
+
+// readUIDList reads Dovecot's dovecot-uidlist (version 3: a header line,
+// then "<uid> [<extension fields>] :<file base name>") into base name →
+// UID. Missing or unreadable: nil.
+func readUIDList(path string) map[string]uint64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	uids := map[string]uint64{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	first := true
+	for sc.Scan() {
+		line := sc.Text()
+		if first {
+			first = false
+			if !strings.HasPrefix(line, "3 ") {
+				return nil // other versions: not understood, ignore the file
+			}
+			continue
+		}
+		uidStr, rest, ok := strings.Cut(line, " ")
+		uid, err := strconv.ParseUint(uidStr, 10, 32)
+		i := strings.Index(" "+rest, " :")
+		if !ok || err != nil || uid == 0 || i < 0 {
+			continue
+		}
+		name := (" " + rest)[i+2:]
+		base, _, _ := strings.Cut(name, ":")
+		uids[base] = uid
+	}
+	return uids
 }
 
 // ParseMaildirFlags returns the IMAP flags of a Maildir file name (see

@@ -130,3 +130,38 @@ func TestSubfolders(t *testing.T) {
 		t.Fatal("IsMaildir wrong")
 	}
 }
+
+func TestMaildirOrder(t *testing.T) {
+	read := func(dir string) string {
+		var names []string
+		err := Maildir(context.Background(), dir, func(path string, _ []string, _ time.Time) error {
+			names = append(names, filepath.Base(path))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(names, " ")
+	}
+	dir := t.TempDir()
+	// Microseconds are not zero-padded: M99999 is before M100000.
+	for _, n := range []string{"cur/1700000000.M100000P1.h:2,S", "new/1700000000.M99999P1.h", "cur/1699999999.M5P1.h:2,", "new/x.y"} {
+		writeFile(t, filepath.Join(dir, n), "m", time.Time{})
+	}
+	if got, want := read(dir), "1699999999.M5P1.h:2, 1700000000.M99999P1.h 1700000000.M100000P1.h:2,S x.y"; got != want {
+		t.Fatalf("order = %q, want %q", got, want)
+	}
+	// Dovecot's UID list wins; unlisted files come after.
+	writeFile(t, filepath.Join(dir, "dovecot-uidlist"),
+		"3 V1 N4 G0123\n1 :x.y\n2 W12 :1700000000.M100000P1.h,S=1\n3 :1699999999.M5P1.h\n", time.Time{})
+	writeFile(t, filepath.Join(dir, "cur/1700000000.M100000P1.h,S=1:2,S"), "m", time.Time{})
+	os.Remove(filepath.Join(dir, "cur/1700000000.M100000P1.h:2,S"))
+	if got, want := read(dir), "x.y 1700000000.M100000P1.h,S=1:2,S 1699999999.M5P1.h:2, 1700000000.M99999P1.h"; got != want {
+		t.Fatalf("order with uidlist = %q, want %q", got, want)
+	}
+	// An unknown uidlist version is ignored.
+	writeFile(t, filepath.Join(dir, "dovecot-uidlist"), "1 1 4\n1 x.y\n", time.Time{})
+	if got, want := read(dir), "1699999999.M5P1.h:2, 1700000000.M99999P1.h 1700000000.M100000P1.h,S=1:2,S x.y"; got != want {
+		t.Fatalf("order with old uidlist = %q, want %q", got, want)
+	}
+}
