@@ -8,6 +8,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -194,12 +195,12 @@ func ParseMaildirFlags(name string, keywords map[int]string) []string {
 			continue
 		}
 		last = c
-		if f, ok := maildirFlags[c]; ok {
+		f, ok := maildirFlags[c]
+		if !ok && c >= 'a' && c <= 'z' {
+			f, ok = keywords[int(c-'a')]
+		}
+		if ok && !slices.Contains(out, f) { // "P" and a $Forwarded keyword letter
 			out = append(out, f)
-		} else if c >= 'a' && c <= 'z' {
-			if kw, ok := keywords[int(c-'a')]; ok {
-				out = append(out, kw)
-			}
 		}
 	}
 	return out

@@ -85,7 +85,7 @@ func TestMaildir(t *testing.T) {
 }
 
 func TestParseMaildirFlags(t *testing.T) {
-	kw := map[int]string{0: "$Junk", 3: "Work"}
+	kw := map[int]string{0: "$Junk", 3: "Work", 4: "$Forwarded"}
 	tests := []struct {
 		name string
 		want string
@@ -95,6 +95,7 @@ func TestParseMaildirFlags(t *testing.T) {
 		{"123.a.b:2,S", `\Seen`},
 		{"123.a.b:2,TSRPFD", `\Draft \Flagged $Forwarded \Answered \Seen \Deleted`},
 		{"123.a.b:2,adz", "$Junk Work"},
+		{"123.a.b:2,Pe", "$Forwarded"},
 		{"123.a.b:2,XYZ", ""},
 		{"123.a.b:1,S", ""},
 		{"123:2,x.b:2,F", `\Flagged`},
