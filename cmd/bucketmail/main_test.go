@@ -100,12 +100,13 @@ type server struct {
 	cond  *sync.Cond
 }
 
-// startServe starts serve with a JSON-logging config (cfgExtra is put
-// before its [log] section) and the given extra flags.
+// startServe starts serve with a config that logs JSON at debug level
+// with the IMAP trace on (cfgExtra is put before its [log] section), and
+// the given extra flags.
 func startServe(t *testing.T, dataDir, cfgExtra string, extra ...string) *server {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "bucketmail.toml")
-	if err := os.WriteFile(cfg, []byte(cfgExtra+"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(cfgExtra+"\n[log]\nformat = \"json\"\nlevel = \"debug\"\ntrace = true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := append([]string{"serve", "--config", cfg, "--data-dir", dataDir,
@@ -398,6 +399,19 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("LOGOUT: %v", err)
 	}
 	s.stop()
+
+	// The IMAP trace logged the session, but never the password.
+	s.waitLog("the traced LOGIN", func(m map[string]any) bool {
+		msg, _ := m["msg"].(string)
+		return strings.HasPrefix(msg, "imap: C: ") && strings.Contains(msg, " LOGIN <redacted>")
+	})
+	s.mu.Lock()
+	for _, m := range s.lines {
+		if b, _ := json.Marshal(m); bytes.Contains(b, []byte("correct horse")) {
+			t.Errorf("the password is in the log: %s", b)
+		}
+	}
+	s.mu.Unlock()
 
 	// The mail is there after the stop; user del removes user and mail.
 	if out := mustRun(t, "", "user", "del", "alice@example.org", "--data-dir", data); out != "deleted alice@example.org and its mail\n" {

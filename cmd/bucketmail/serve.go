@@ -65,6 +65,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		AllowInsecureAuth: cfg.Auth.AllowInsecure,
 		MaxAppendSize:     cfg.LMTP.MaxMessageSize,
 		Logger:            log.With("proto", "imap"),
+		Trace:             cfg.Log.Trace,
 	})
 	lmtpSrv := lmtp.New(lmtp.Options{
 		Deliverer: &delivery.Deliverer{

@@ -32,6 +32,7 @@
 //	[log]
 //	level  = "info"   # debug, info, warn, error
 //	format = "text"   # text, json
+//	trace  = false    # IMAP protocol lines at debug level (passwords redacted)
 //
 // No setting is a secret today (the TLS key is named by path, never
 // inlined); LogValue prints every field.
@@ -129,6 +130,10 @@ type Auth struct {
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error; default info
 	Format string `toml:"format"` // text, json; default text
+	// Trace logs every IMAP command and response line at debug level
+	// (LOGIN and AUTHENTICATE arguments redacted, literals summarised).
+	// Needs level = "debug".
+	Trace bool `toml:"trace"`
 }
 
 // Defaults returns the documented defaults, with Hostname from os.Hostname.
@@ -271,6 +276,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("auth.allow_insecure", c.Auth.AllowInsecure),
 		slog.String("log.level", c.Log.Level),
 		slog.String("log.format", c.Log.Format),
+		slog.Bool("log.trace", c.Log.Trace),
 	)
 }
 

@@ -69,6 +69,7 @@ allow_insecure = true
 [log]
 level = "debug"
 format = "json"
+trace = true
 `)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f := RegisterFlags(fs, true)
@@ -86,7 +87,7 @@ format = "json"
 		LMTP:     LMTP{Listen: "/run/bm/lmtp", MaxMessageSize: 1000, RecipientDelimiter: "none"},
 		TLS:      TLS{CertFile: "/etc/c.pem", KeyFile: "/etc/k.pem"},
 		Auth:     Auth{AllowInsecure: true},
-		Log:      Log{Level: "debug", Format: "json"},
+		Log:      Log{Level: "debug", Format: "json", Trace: true},
 	}
 	if c != want {
 		t.Fatalf("Load() = %+v\nwant %+v", c, want)
