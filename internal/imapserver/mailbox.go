@@ -293,6 +293,10 @@ func (c *conn) cmdList(tag string) error {
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
+	if o.recursiveMatch && !o.selSubscribed {
+		// RFC 5258 §3: RECURSIVEMATCH needs another selection option.
+		return bad("RECURSIVEMATCH needs another selection option")
+	}
 	_ = extended
 	ref, err := c.decodePattern(refWire)
 	if err != nil {
@@ -399,6 +403,7 @@ func (c *conn) list(ref string, patterns []string, o listOpts, lsub bool) error 
 			continue
 		}
 		var attrs []string
+		childInfo := false
 		if lsub {
 			if !e.subscribed {
 				if !strings.HasSuffix(full[0], "%") || !hasSubscribedChild(entries, name) {
@@ -409,7 +414,12 @@ func (c *conn) list(ref string, patterns []string, o listOpts, lsub bool) error 
 		} else {
 			if o.selSubscribed {
 				if !e.subscribed {
-					continue
+					// RFC 5258 §3.5: with RECURSIVEMATCH, a parent of a
+					// subscribed mailbox is listed with CHILDINFO.
+					if !o.recursiveMatch || !hasSubscribedChild(entries, name) {
+						continue
+					}
+					childInfo = true
 				}
 			} else if !e.exists && !e.children {
 				continue
@@ -437,7 +447,11 @@ func (c *conn) list(ref string, patterns []string, o listOpts, lsub bool) error 
 		if lsub {
 			verb = "LSUB"
 		}
-		c.enc.Raw("* " + verb + " (" + strings.Join(attrs, " ") + `) "/" `).Mailbox(name).CRLF()
+		c.enc.Raw("* " + verb + " (" + strings.Join(attrs, " ") + `) "/" `).Mailbox(name)
+		if childInfo {
+			c.enc.Raw(` ("CHILDINFO" ("SUBSCRIBED"))`)
+		}
+		c.enc.CRLF()
 		if len(o.retStatus) > 0 && e.exists {
 			if err := c.writeStatus(name, o.retStatus); err != nil && !errors.Is(err, mailstore.ErrNoMailbox) {
 				return err
