@@ -64,6 +64,7 @@ const (
 	maxArgon2MemoryKiB = 1 << 20 // 1 GiB
 	maxArgon2Time      = 64
 	maxCryptRounds     = 10_000_000
+	maxBcryptCost      = 18 // 2^18 rounds: about 20 s; real hashes use 10..14
 	bcryptMaxPassword  = 72
 )
 
@@ -252,6 +253,9 @@ func verifyBcrypt(data, password string) (bool, error) {
 	case '$':
 	default:
 		return false, fmt.Errorf("%w: bcrypt version %q", ErrMalformed, data[:3])
+	}
+	if cost, err := bcrypt.Cost(h); err == nil && cost > maxBcryptCost {
+		return false, fmt.Errorf("%w: bcrypt cost %d over limit %d", ErrMalformed, cost, maxBcryptCost)
 	}
 	pw := []byte(password)
 	if len(pw) > bcryptMaxPassword {

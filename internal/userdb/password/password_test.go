@@ -165,6 +165,7 @@ func TestVerifyErrors(t *testing.T) {
 		{"{ARGON2ID}$argon2i$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2g", ErrMalformed},
 		{"{BLF-CRYPT}$2z$05$abcdefghijklmnopqrstuv", ErrMalformed},
 		{"{BLF-CRYPT}$2y$99$abcdefghijklmnopqrstuvabcdefghijklmnopqrstuvwxyz123", ErrMalformed},
+		{"{BLF-CRYPT}$2y$31$w.Nt4F58jdeCOnwGL.B6net96FttHpSwoYQRUaEfgtz3XcKqEeMia", ErrMalformed}, // would run for days
 		{"{SHA512-CRYPT}$5$salt$x", ErrMalformed},
 		{"{SHA512-CRYPT}$6$rounds=x$salt$x", ErrMalformed},
 		{"{SHA512-CRYPT}$6$rounds=99999999999$salt$x", ErrMalformed},
