@@ -57,6 +57,10 @@ type Options struct {
 	TLS *tls.Config
 	// ReadTimeout bounds each read from a client (default 5 minutes).
 	ReadTimeout time.Duration
+	// DeliveryTimeout bounds one DATA: reading, spooling and storing the
+	// message for every recipient (default 10 minutes). Past it the
+	// recipients not yet stored get 451 4.3.0.
+	DeliveryTimeout time.Duration
 	Logger      *slog.Logger
 }
 
@@ -81,6 +85,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = 5 * time.Minute
+	}
+	if opts.DeliveryTimeout == 0 {
+		opts.DeliveryTimeout = 10 * time.Minute
 	}
 	log := opts.Logger
 	if log == nil {
@@ -406,7 +413,9 @@ func (ss *session) deliver(r io.Reader, set func(rcpt string, err error)) {
 		ID:         ss.id,
 		TLS:        ss.tls,
 	}
-	results := ss.s.opts.Deliverer.Deliver(ss.s.ctx, env, &limitReader{r: r})
+	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.DeliveryTimeout)
+	defer cancel()
+	results := ss.s.opts.Deliverer.Deliver(ctx, env, &limitReader{r: r})
 	for _, res := range results {
 		if res.Err == nil {
 			set(res.Recipient.Address, &smtp.SMTPError{

@@ -835,3 +835,37 @@ func TestOverQuota(t *testing.T) {
 		t.Errorf("alice has %d, bob %d messages; want 3 and 2", a, b)
 	}
 }
+
+// TestDeliveryTimeout: a store that hangs past DeliveryTimeout gives 451
+// 4.3.0 and stores nothing; the server stays up.
+func TestDeliveryTimeout(t *testing.T) {
+	f := newFixture(t, "tcp")
+	f.srv.Shutdown(context.Background()) // replace the fixture's server
+	srv := lmtp.New(lmtp.Options{
+		Deliverer: &delivery.Deliverer{Store: f.store, Users: f.users, Hostname: "mx.test"},
+		Hostname:  "mx.test", DeliveryTimeout: 200 * time.Millisecond,
+	})
+	ln, err := lmtp.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	f.addr = ln.Addr().String()
+	f.blobs.mu.Lock()
+	f.blobs.block = make(chan struct{}) // never released
+	f.blobs.mu.Unlock()
+
+	c := f.dial()
+	err = c.SendMail("carol@example.net", []string{"alice@example.org"}, strings.NewReader(body))
+	var le smtp.LMTPDataError
+	if !errors.As(err, &le) || smtpCode(le["alice@example.org"]) != "451 4.3.0" {
+		t.Fatalf("SendMail = %v, want 451 4.3.0", err)
+	}
+	if n := len(f.inbox("alice@example.org")); n != 0 {
+		t.Errorf("alice has %d messages, want 0", n)
+	}
+	if err := c.Noop(); err != nil {
+		t.Errorf("NOOP after the timeout: %v", err)
+	}
+}
