@@ -61,7 +61,7 @@ type Options struct {
 	// message for every recipient (default 10 minutes). Past it the
 	// recipients not yet stored get 451 4.3.0.
 	DeliveryTimeout time.Duration
-	Logger      *slog.Logger
+	Logger          *slog.Logger
 }
 
 // Server is an LMTP server. Create it with New; it may Serve several
