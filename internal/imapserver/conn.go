@@ -597,7 +597,7 @@ func (c *conn) capabilities() string {
 		lit = "LITERAL-"
 	}
 	caps = append(caps, lit, "ENABLE", "ID", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN",
-		"SPECIAL-USE", "CREATE-SPECIAL-USE", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY", "STATUS=SIZE", "UTF8=ACCEPT")
+		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "UIDPLUS", "MOVE", "ESEARCH", "SEARCHRES", "BINARY", "STATUS=SIZE", "UTF8=ACCEPT")
 	return strings.Join(caps, " ")
 }
 
