@@ -924,3 +924,30 @@ func TestServeSignalDuringDelivery(t *testing.T) {
 	c.Logout().Wait()
 	s.stop()
 }
+
+// TestServePortInUse: a listener that cannot be opened fails the start
+// (exit 1) and leaves no other listener open.
+func TestServePortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+	_, errOut, code := runBin(t, "", "serve", "--data-dir", t.TempDir(), "--imap-listen", freeAddr, "--lmtp-listen", busy.Addr().String())
+	if code != 1 || !strings.Contains(errOut, "lmtp: listen "+busy.Addr().String()) || !strings.Contains(errOut, "address already in use") {
+		t.Fatalf("serve on a busy port: exit %d, stderr %s", code, errOut)
+	}
+	// The IMAP port it had opened is free again.
+	ln, err := net.Listen("tcp", freeAddr)
+	if err != nil {
+		t.Errorf("IMAP port still held after the failed start: %v", err)
+	} else {
+		ln.Close()
+	}
+}
