@@ -49,7 +49,7 @@ func (c *conn) cmdIdle(tag string) error {
 				if c.io.get() != nil {
 					return errConnDone
 				}
-				return bad("Expected DONE")
+				return r.err // a *SyntaxError (line too long): BAD, rest discarded
 			}
 			if !strings.EqualFold(strings.TrimSpace(r.line), "DONE") {
 				return bad("Expected DONE")
