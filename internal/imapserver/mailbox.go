@@ -66,7 +66,7 @@ func (c *conn) cmdCreate(tag string) error {
 	}
 	if use != "" {
 		ok := false
-		for _, u := range []string{mailstore.UseDrafts, mailstore.UseSent, mailstore.UseTrash, mailstore.UseJunk, mailstore.UseArchive} {
+		for _, u := range []string{mailstore.UseDrafts, mailstore.UseSent, mailstore.UseTrash, mailstore.UseJunk, mailstore.UseArchive, mailstore.UseAll, mailstore.UseFlagged} {
 			if strings.EqualFold(u, use) {
 				use, ok = u, true
 			}
