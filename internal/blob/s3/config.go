@@ -117,8 +117,8 @@ func (c Config) String() string {
 	if ep == "" {
 		ep = "aws"
 	}
-	return fmt.Sprintf("s3 endpoint=%s region=%s bucket=%s prefix=%q path_style=%v file_gateway=%v",
-		ep, c.region(), c.Bucket, c.Prefix, c.PathStyle, c.FileGateway)
+	return fmt.Sprintf("s3 endpoint=%s region=%s bucket=%s prefix=%q path_style=%v file_gateway=%v multipart_put=%v",
+		ep, c.Region, c.Bucket, c.Prefix, c.PathStyle, c.FileGateway, c.MultipartPut)
 }
 
 // Validate reports every problem in the config at once, each wrapping
@@ -208,13 +208,6 @@ func isBucket(s string) bool {
 		}
 	}
 	return !strings.Contains(s, "..")
-}
-
-func (c Config) region() string {
-	if c.Region != "" {
-		return c.Region
-	}
-	return "" // resolved from the environment in New, else DefaultRegion
 }
 
 func (c Config) connectTimeout() time.Duration {

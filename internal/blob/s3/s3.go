@@ -330,6 +330,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("blob: put %s: %w", key, err)
 	}
+	if r == nil {
+		r = strings.NewReader("") // as blob/fs: a nil reader is empty
+	}
 	body := newSizedReader(ctx, r, size)
 	var stream io.Reader = body
 	if body.seekable() {
@@ -641,7 +644,10 @@ func isUnavailable(err error) bool {
 	var se *smithyhttp.RequestSendError
 	var ne net.Error
 	var ae smithy.APIError
+	var ce *tls.CertificateVerificationError
 	switch {
+	case errors.As(err, &ce):
+		return false // configuration, not weather
 	case errors.As(err, &se), errors.As(err, &ne):
 		return true
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, os.ErrDeadlineExceeded):
@@ -707,6 +713,7 @@ type sizedReader struct {
 	size  int64
 	left  int64 // bytes still to hand out
 	done  bool  // all size bytes handed out and EOF seen
+	empty int   // empty reads in a row
 	err   error // sticky failure: blob.ErrSizeMismatch or the reader's error
 	start int64 // position of the underlying seeker at creation; -1 if not seekable
 }
@@ -762,7 +769,7 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 	case s.left == 0:
 		// size 0: the reader must be at EOF.
 		var b [1]byte
-		n, err := io.ReadFull(s.r, b[:])
+		n, err := readFull(s.r, b[:])
 		if n > 0 {
 			return 0, s.fail(nil)
 		}
@@ -784,11 +791,16 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 		if err != nil {
 			return n, s.fail(err)
 		}
+		if n > 0 {
+			s.empty = 0
+		} else if s.empty++; s.empty == 100 {
+			return 0, s.fail(io.ErrNoProgress)
+		}
 		return n, nil
 	}
 	// The last byte: read it and make sure nothing follows.
 	var b [2]byte
-	n, err := io.ReadFull(s.r, b[:])
+	n, err := readFull(s.r, b[:])
 	switch {
 	case n == 2:
 		return 0, s.fail(nil) // long
@@ -802,6 +814,28 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 	default:
 		return 0, s.fail(err)
 	}
+}
+
+// readFull is io.ReadFull that gives up with io.ErrNoProgress after 100
+// empty reads in a row.
+func readFull(r io.Reader, p []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			if err == io.EOF && n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+		if m > 0 {
+			empty = 0
+		} else if empty++; empty == 100 {
+			return n, io.ErrNoProgress
+		}
+	}
+	return n, nil
 }
 
 // seekableSized is a sizedReader on an io.Seeker, which the SDK can rewind

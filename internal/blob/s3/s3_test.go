@@ -422,3 +422,46 @@ func TestStopRestart(t *testing.T) {
 	}
 	mustPut(t, s, "new", "x", nil)
 }
+
+// TestTLS: over https the body goes out aws-chunked with a trailing
+// CRC32, streamed from an unseekable reader; the certificate is checked
+// against CAFile, and refused without it.
+func TestTLS(t *testing.T) {
+	g := s3gw.StartTLS(t)
+	cfg := testConfig(g, g.Bucket)
+	cfg.MultipartPut = false
+	if _, err := New(context.Background(), cfg, nil); err == nil || errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("New without the CA = %v, want a certificate error that is not ErrUnavailable", err)
+	}
+	insecure := cfg
+	insecure.InsecureSkipVerify = true
+	newTestStore(t, insecure)
+	cfg.CAFile = g.CAFile
+	s := newTestStore(t, cfg)
+	ctx := context.Background()
+	const size = 3<<20 + 17
+	data := strings.Repeat("0123456789abcdef", size/16+1)[:size]
+	g.Mark()
+	if err := s.Put(ctx, "tls/big", iotest.HalfReader(strings.NewReader(data)), size, blob.Metadata{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := g.Requests(); len(reqs) != 1 || reqs[0].Method != "PUT" || reqs[0].Status != 200 {
+		t.Fatalf("Put sent %+v, want one PUT", reqs)
+	}
+	if got := read(t, s, "tls/big", 0, -1); got != data {
+		t.Fatalf("read back %d bytes, want %d", len(got), size)
+	}
+	if got := read(t, s, "tls/big", size-5, 100); got != data[size-5:] {
+		t.Fatalf("tail = %q", got)
+	}
+}
+
+func TestConformanceTLS(t *testing.T) {
+	g := s3gw.StartTLS(t)
+	blobtest.Run(t, func(t *testing.T) blob.Store {
+		cfg := testConfig(g, g.CreateBucket(fmt.Sprintf("tls-%d", bucketSeq.Add(1))))
+		cfg.CAFile = g.CAFile
+		cfg.MultipartPut = false
+		return newTestStore(t, cfg)
+	})
+}

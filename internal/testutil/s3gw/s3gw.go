@@ -18,9 +18,17 @@ package s3gw
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -61,10 +69,13 @@ type Gateway struct {
 	SecretKey string
 	Region    string
 	Dir       string // posix backend root; each top-level directory is a bucket
+	CAFile    string // StartTLS: PEM of the gateway's self-signed certificate
 
-	t    testing.TB
-	bin  string
-	addr string // "127.0.0.1:PORT"
+	t       testing.TB
+	bin     string
+	addr    string       // "127.0.0.1:PORT"
+	keyFile string       // StartTLS: the certificate's key
+	client  *http.Client // for health requests
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -100,6 +111,18 @@ func Binary() string {
 // the test when versitygw is not installed (fails it when CI=true).
 func Start(t testing.TB) *Gateway {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start with https: the gateway gets a fresh self-signed
+// certificate for 127.0.0.1, whose PEM is in g.CAFile.
+func StartTLS(t testing.TB) *Gateway {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, withTLS bool) *Gateway {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		msg := "versitygw not installed: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (or set $VERSITYGW)"
@@ -122,12 +145,27 @@ func Start(t testing.TB) *Gateway {
 		bin:       bin,
 	}
 	g.healthC = sync.NewCond(&g.mu)
+	g.client = &http.Client{Timeout: 5 * time.Second}
+	scheme := "http://"
+	if withTLS {
+		scheme = "https://"
+		g.CAFile, g.keyFile = selfSigned(t)
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(g.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(pem)
+		g.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		t.Cleanup(g.client.CloseIdleConnections)
+	}
 	var err error
 	for range 5 { // another process may take the free port before we bind it
 		g.addr, err = freeAddr()
 		if err != nil {
 			t.Fatal(err)
 		}
+		g.Endpoint = scheme + g.addr
 		if err = g.start(); err == nil {
 			break
 		}
@@ -135,7 +173,7 @@ func Start(t testing.TB) *Gateway {
 	if err != nil {
 		t.Fatalf("s3gw: %v", err)
 	}
-	g.Endpoint = "http://" + g.addr
+	g.Endpoint = scheme + g.addr
 	t.Cleanup(g.Stop)
 	return g
 }
@@ -151,7 +189,11 @@ func freeAddr() (string, error) {
 
 // start runs the process on g.addr and waits until it answers.
 func (g *Gateway) start() error {
-	cmd := exec.Command(g.bin, "--port", g.addr, "--health", healthPath, "posix", g.Dir)
+	args := []string{"--port", g.addr, "--health", healthPath}
+	if g.CAFile != "" {
+		args = append(args, "--cert", g.CAFile, "--key", g.keyFile)
+	}
+	cmd := exec.Command(g.bin, append(args, "posix", g.Dir)...)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+g.AccessKey, "ROOT_SECRET_KEY="+g.SecretKey)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -175,7 +217,6 @@ func (g *Gateway) start() error {
 	}()
 
 	deadline := time.Now().Add(20 * time.Second)
-	client := &http.Client{Timeout: time.Second}
 	for {
 		select {
 		case <-done:
@@ -184,7 +225,7 @@ func (g *Gateway) start() error {
 			return fmt.Errorf("versitygw on %s exited at start: %s", g.addr, strings.TrimSpace(g.stderr.String()))
 		default:
 		}
-		if resp, err := client.Get("http://" + g.addr + healthPath); err == nil {
+		if resp, err := g.client.Get(g.Endpoint + healthPath); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -301,7 +342,7 @@ func (g *Gateway) sync() {
 	if !running {
 		return
 	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(g.Endpoint + healthPath)
+	resp, err := g.client.Get(g.Endpoint + healthPath)
 	if err != nil {
 		g.t.Fatalf("s3gw: health request: %v", err)
 	}
@@ -364,4 +405,43 @@ func (g *Gateway) CreateBucket(name string) string {
 		g.t.Fatal(err)
 	}
 	return name
+}
+
+// selfSigned writes a self-signed ECDSA certificate for 127.0.0.1 and
+// localhost, valid for a day, and returns the cert and key file paths.
+func selfSigned(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "s3gw test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
