@@ -75,7 +75,9 @@ type idleResult struct {
 // measures its memory, opens n connections (LOGIN, SELECT INBOX, IDLE)
 // with a few openers at a time, waits for the memory to settle, measures
 // again and closes them.
-func runIdle(ctx context.Context, t Target, env *runEnv, n int) (*idleResult, error) {
+// whileOpen, when not nil, runs after the measurement with the
+// connections still open (profiles).
+func runIdle(ctx context.Context, t Target, env *runEnv, n int, whileOpen func()) (*idleResult, error) {
 	if err := t.Restart(ctx); err != nil {
 		return nil, fmt.Errorf("idle: restart: %w", err)
 	}
@@ -132,6 +134,9 @@ func runIdle(ctx context.Context, t Target, env *runEnv, n int) (*idleResult, er
 	after, err := t.Memory()
 	if err != nil {
 		return nil, fmt.Errorf("idle: memory: %w", err)
+	}
+	if whileOpen != nil {
+		whileOpen()
 	}
 	return &idleResult{
 		Conns: n, Before: before, After: after,

@@ -43,6 +43,9 @@ type mixedResult struct {
 	Elapsed  time.Duration
 	Lat      latencies
 	Sessions int
+	// Deliveries are the new-mail LMTP deliveries inside the cycles
+	// (op "deliver"): part of each cycle's time, not IMAP operations.
+	Deliveries latencies
 }
 
 // OpsPerSec returns IMAP commands completed per second.
@@ -112,6 +115,16 @@ type mixedSession struct {
 	seed, n       int
 }
 
+// deliver delivers msg to user over the worker's LMTP connection.
+func (s *mixedSession) deliver(user string, msg []byte) error {
+	t0 := time.Now()
+	if err := s.lc.deliver(user, msg); err != nil {
+		return err
+	}
+	s.res.Deliveries.add("deliver", time.Since(t0))
+	return nil
+}
+
 // timed runs f and records its latency under op when it succeeds.
 func (s *mixedSession) timed(op string, f func() error) error {
 	t0 := time.Now()
@@ -157,7 +170,7 @@ func (s *mixedSession) run(user string, deadline time.Time) error {
 				return fmt.Errorf("IDLE: %w", err)
 			}
 			d := time.Since(t0)
-			derr := s.lc.deliver(user, msg)
+			derr := s.deliver(user, msg)
 			t1 := time.Now()
 			if err := idle.Close(); err != nil {
 				return fmt.Errorf("IDLE DONE: %w", err)
@@ -170,7 +183,7 @@ func (s *mixedSession) run(user string, deadline time.Time) error {
 				return fmt.Errorf("new mail over LMTP: %w", derr)
 			}
 		} else {
-			if err := s.lc.deliver(user, msg); err != nil {
+			if err := s.deliver(user, msg); err != nil {
 				return fmt.Errorf("new mail over LMTP: %w", err)
 			}
 			if err := s.timed("NOOP", func() error { return c.Noop().Wait() }); err != nil {

@@ -185,20 +185,24 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 	for _, op := range mixedOps {
 		rep.set("mixed.p99."+op, name, cell{V: mx.Lat.p99(op), Prec: 1})
 	}
+	rep.set("mixed.p99.lmtp", name, cell{V: mx.Deliveries.p99("deliver"), Prec: 1})
 	noteErrors(rep, srv, "mixed IMAP sessions", mx.Errors, mx.Sessions, mx.FirstErr)
 	log.Info("mixed IMAP", "ops", mx.Ops, "sessions", mx.Sessions, "errors", mx.Errors)
 
 	log.Info("idle connections", "conns", sz.IdleConns)
-	id, err := runIdle(ctx, t, env, sz.IdleConns)
+	var whileOpen func()
+	if prof != nil && o.ProfileDir != "" {
+		whileOpen = func() {
+			saveProfile(ctx, prof.PprofAddr(), "heap", filepath.Join(o.ProfileDir, name+".idle.heap.pprof"))
+			saveProfile(ctx, prof.PprofAddr(), "goroutine", filepath.Join(o.ProfileDir, name+".idle.goroutine.pprof"))
+		}
+	}
+	id, err := runIdle(ctx, t, env, sz.IdleConns, whileOpen)
 	if err != nil {
 		return err
 	}
 	rep.set("idle.kib", name, cell{V: id.PerConnKiB, Prec: 1})
 	log.Info("idle connections", "before MiB", id.Before>>20, "after MiB", id.After>>20, "KiB/conn", id.PerConnKiB, "open s", id.OpenSeconds)
-	if prof != nil && o.ProfileDir != "" {
-		saveProfile(ctx, prof.PprofAddr(), "heap", filepath.Join(o.ProfileDir, name+".idle.heap.pprof"))
-		saveProfile(ctx, prof.PprofAddr(), "goroutine", filepath.Join(o.ProfileDir, name+".idle.goroutine.pprof"))
-	}
 
 	// S3 and reindex rows: only a server with those abilities fills them.
 	s3c, isS3 := t.(S3Counter)

@@ -81,6 +81,7 @@ func newReport(cols []server) *Report {
 	for _, op := range mixedOps {
 		add(metric{Key: "mixed.p99." + op, Label: "mixed IMAP p99 ms: " + op, Goal: "≤ 1.2", check: ratioGoal(0, 1.2, false)})
 	}
+	add(metric{Key: "mixed.p99.lmtp", Label: "mixed IMAP p99 ms: new mail over LMTP (not an IMAP op)"})
 	add(metric{Key: "download.rate", Label: "full download UID FETCH 1:* BODY.PEEK[]: MB/s", Higher: true})
 	add(metric{Key: "idle.kib", Label: "memory per idle IMAP connection: KiB", Goal: "≤ 0.5", check: ratioGoal(0, 0.5, false)})
 	add(metric{Key: "s3.put_per_msg", Label: "S3 PUTs per delivered message", Goal: "= 1 (absolute)"})
