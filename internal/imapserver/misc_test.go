@@ -51,6 +51,13 @@ func (c *rawClient) line() string {
 	return strings.TrimRight(l, "\r\n")
 }
 
+// readLine is line without t.Fatal, for use off the test goroutine.
+func (c *rawClient) readLine() (string, error) {
+	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := c.br.ReadString('\n')
+	return strings.TrimRight(l, "\r\n"), err
+}
+
 // expect reads lines until one starts with prefix and returns it.
 func (c *rawClient) expect(prefix string) string {
 	c.t.Helper()
