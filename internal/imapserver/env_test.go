@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/bucketmail/bucketmail/internal/blob"
 	"log/slog"
 	"net"
 	"os"
@@ -58,7 +62,26 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// flakyBlobs is a blob.Store whose reads fail with blob.ErrUnavailable
+// while down is set (an S3 outage, say).
+type flakyBlobs struct {
+	blob.Store
+	down atomic.Bool
+}
+
+func (f *flakyBlobs) NewRangeReader(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if f.down.Load() {
+		return nil, fmt.Errorf("flaky: %w", blob.ErrUnavailable)
+	}
+	return f.Store.NewRangeReader(ctx, key, offset, length)
+}
+
 func newTestStore(t testing.TB) *mailstore.Store {
+	st, _ := newTestStoreBlobs(t)
+	return st
+}
+
+func newTestStoreBlobs(t testing.TB) (*mailstore.Store, *flakyBlobs) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -71,12 +94,13 @@ func newTestStore(t testing.TB) *mailstore.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := mailstore.Open(ctx, mailstore.Options{DB: db, Blobs: blobs, SpoolDir: filepath.Join(dir, "spool")})
+	fb := &flakyBlobs{Store: blobs}
+	st, err := mailstore.Open(ctx, mailstore.Options{DB: db, Blobs: fb, SpoolDir: filepath.Join(dir, "spool")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st
+	return st, fb
 }
 
 func testLogger(t testing.TB) *slog.Logger {

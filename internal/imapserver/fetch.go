@@ -89,26 +89,13 @@ func (c *conn) cmdFetch(tag string, uid bool) error {
 				return err
 			}
 		}
-		seenSet := map[uint32]bool{}
-		if setSeen {
-			var unseen []uint32
-			for _, i := range batch {
-				e := &s.msgs[i]
-				if !e.expunged && msgs[e.uid] != nil && !slices.Contains(e.flags, mailstore.FlagSeen) {
-					unseen = append(unseen, e.uid)
-				}
-			}
-			if len(unseen) > 0 {
-				changed, _, err := c.acct.StoreFlags(c.ctx, s.mb.ID, unseen, mailstore.Add, []string{mailstore.FlagSeen}, 0)
-				if err != nil {
-					return err
-				}
-				for _, st := range changed {
-					if i := s.find(st.UID); i >= 0 {
-						s.msgs[i].flags = st.Flags
-						seenSet[st.UID] = true
-					}
-				}
+		// Prepare every message of the batch first: anything that can fail
+		// (opening bodies, unknown encodings) fails before \Seen is set
+		// and before a response starts, and becomes the tagged answer.
+		var jobs []fetchJob
+		closeAll := func() {
+			for _, j := range jobs {
+				j.close()
 			}
 		}
 		for _, i := range batch {
@@ -119,10 +106,83 @@ func (c *conn) cmdFetch(tag string, uid bool) error {
 			var m *mailstore.Message
 			if msgs != nil {
 				if m = msgs[e.uid]; m == nil {
-					continue
+					continue // expunged meanwhile by another session
 				}
 			}
-			if err := c.fetchOne(i, e, m, items, seenSet[e.uid]); err != nil {
+			j := fetchJob{i: i, e: e, m: m}
+			err := c.prepareItems(&j, items)
+			jobs = append(jobs, j)
+			if err != nil {
+				closeAll()
+				return err
+			}
+		}
+		seenSet := map[uint32]bool{}
+		if setSeen {
+			var unseen []uint32
+			for _, j := range jobs {
+				if !slices.Contains(j.e.flags, mailstore.FlagSeen) {
+					unseen = append(unseen, j.e.uid)
+				}
+			}
+			if len(unseen) > 0 {
+				changed, _, err := c.acct.StoreFlags(c.ctx, s.mb.ID, unseen, mailstore.Add, []string{mailstore.FlagSeen}, 0)
+				if err != nil {
+					closeAll()
+					return err
+				}
+				for _, st := range changed {
+					if i := s.find(st.UID); i >= 0 {
+						s.msgs[i].flags = st.Flags
+						seenSet[st.UID] = true
+					}
+				}
+			}
+		}
+		for k, j := range jobs {
+			err := c.writeFetch(&j, items, seenSet[j.e.uid])
+			j.close()
+			if err != nil {
+				for _, rest := range jobs[k+1:] {
+					rest.close()
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fetchJob is one message's FETCH response, prepared.
+type fetchJob struct {
+	i    int // index in selected.msgs
+	e    *msgEntry
+	m    *mailstore.Message
+	prep []*preparedItem // by item index; nil for items without body data
+}
+
+func (j *fetchJob) close() {
+	for _, p := range j.prep {
+		if p != nil && p.rc != nil {
+			p.rc.Close()
+			p.rc = nil
+		}
+	}
+}
+
+// prepareItems works out and opens the body data of j's items.
+func (c *conn) prepareItems(j *fetchJob, items []imapwire.FetchItem) error {
+	j.prep = make([]*preparedItem, len(items))
+	for k, it := range items {
+		switch it.Attr {
+		case imapwire.FetchBodySection, imapwire.FetchBinary, imapwire.FetchBinarySize,
+			imapwire.FetchRFC822, imapwire.FetchRFC822Header, imapwire.FetchRFC822Text:
+			p, err := c.prepareSection(j.m, it)
+			if err != nil {
+				return err
+			}
+			j.prep[k] = p
+			if err := c.openSection(j.m, p); err != nil {
 				return err
 			}
 		}
@@ -134,10 +194,11 @@ func (c *conn) cmdFetch(tag string, uid bool) error {
 // response line starts (so that a failure can still become a tagged NO).
 type preparedItem struct {
 	label  string
-	null   bool   // NIL
-	data   []byte // in-memory data, when src is nil
-	off, n int64  // blob range when !mem (after partial); n is the literal size
-	rawOff int64  // the undecoded part, for BINARY with decoding
+	null   bool          // NIL
+	data   []byte        // in-memory data, when src is nil
+	off, n int64         // blob range when !mem (after partial); n is the literal size
+	rawOff int64         // the undecoded part, for BINARY with decoding
+	rc     io.ReadCloser // opened by openSection
 	rawN   int64
 	mem    bool
 	// binary decoding
@@ -147,20 +208,9 @@ type preparedItem struct {
 	size     int64 // BINARY.SIZE value
 }
 
-// fetchOne writes one "* n FETCH (...)" response.
-func (c *conn) fetchOne(i int, e *msgEntry, m *mailstore.Message, items []imapwire.FetchItem, seenChanged bool) error {
-	prep := make([]*preparedItem, len(items))
-	for k, it := range items {
-		switch it.Attr {
-		case imapwire.FetchBodySection, imapwire.FetchBinary, imapwire.FetchBinarySize,
-			imapwire.FetchRFC822, imapwire.FetchRFC822Header, imapwire.FetchRFC822Text:
-			p, err := c.prepareSection(m, it)
-			if err != nil {
-				return err
-			}
-			prep[k] = p
-		}
-	}
+// writeFetch writes one "* n FETCH (...)" response.
+func (c *conn) writeFetch(j *fetchJob, items []imapwire.FetchItem, seenChanged bool) error {
+	i, e, m, prep := j.i, j.e, j.m, j.prep
 	enc := c.enc
 	enc.Raw("* " + strconv.Itoa(i+1) + " FETCH (")
 	wroteFlags := false
@@ -487,26 +537,13 @@ func (c *conn) writeSection(m *mailstore.Message, p *preparedItem) error {
 		enc.Write(bytes.ReplaceAll(p.data, []byte{0}, []byte{0x80}))
 		return nil
 	}
-	var r io.Reader
-	var closer io.Closer
-	if p.decode == "" {
-		rc, err := c.acct.OpenBody(c.ctx, m, p.off, p.n)
-		if err != nil {
-			c.log.Error("imap: opening message body", slog.Uint64("uid", uint64(m.UID)), slog.Any("err", err))
-			rc = io.NopCloser(strings.NewReader(""))
-		}
-		r, closer = rc, rc
-	} else {
-		rc, err := c.acct.OpenBody(c.ctx, m, p.rawOff, p.rawN)
-		if err != nil {
-			c.log.Error("imap: opening message body", slog.Uint64("uid", uint64(m.UID)), slog.Any("err", err))
-			rc = io.NopCloser(strings.NewReader(""))
-		}
-		dr := mime.NewDecoder(p.decode, rc)
+	var r io.Reader = p.rc
+	if p.decode != "" {
+		dr := mime.NewDecoder(p.decode, p.rc)
 		if p.skip > 0 {
 			io.CopyN(io.Discard, dr, p.skip)
 		}
-		r, closer = dr, rc
+		r = dr
 	}
 	if !p.literal8 {
 		// RFC 3501 §9 / RFC 9051 §9: a literal is CHAR8, which excludes
@@ -514,20 +551,34 @@ func (c *conn) writeSection(m *mailstore.Message, p *preparedItem) error {
 		r = nulReplacer{r}
 	}
 	written, err := io.CopyN(enc, r, p.n)
-	closer.Close()
 	if c.io.get() != nil {
 		return errConnDone
 	}
 	if written < p.n {
-		c.log.Error("imap: message body shorter than indexed", slog.Uint64("uid", uint64(m.UID)),
+		// The literal's size is on the wire: the only honest way out is to
+		// drop the connection, so that the client keeps no damaged copy.
+		c.log.Error("imap: message body shorter than indexed; closing connection", slog.Uint64("uid", uint64(m.UID)),
 			slog.Int64("want", p.n), slog.Int64("got", written), slog.Any("err", err))
-		pad := bytes.Repeat([]byte{' '}, 4096)
-		for left := p.n - written; left > 0; {
-			k := min(left, int64(len(pad)))
-			enc.Write(pad[:k])
-			left -= k
-		}
+		c.state = stateLogout
+		return errConnDone
 	}
+	return nil
+}
+
+// openSection opens the blob range a prepared item streams from.
+func (c *conn) openSection(m *mailstore.Message, p *preparedItem) error {
+	if p.null || p.mem || p.n == 0 || strings.HasPrefix(p.label, "BINARY.SIZE") {
+		return nil
+	}
+	off, n := p.off, p.n
+	if p.decode != "" {
+		off, n = p.rawOff, p.rawN
+	}
+	rc, err := c.acct.OpenBody(c.ctx, m, off, n)
+	if err != nil {
+		return err
+	}
+	p.rc = rc
 	return nil
 }
 

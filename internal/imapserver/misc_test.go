@@ -342,3 +342,49 @@ func TestShutdownForce(t *testing.T) {
 		t.Fatalf("INBOX has %d messages", mb.Messages)
 	}
 }
+
+// TestFetchBlobUnavailable: when the blob store is down, FETCH of body
+// data answers NO [UNAVAILABLE] before any of that message's response is
+// written (a client must never cache a damaged body); index data is still
+// served; once the store is back the same FETCH works.
+func TestFetchBlobUnavailable(t *testing.T) {
+	st, blobs := newTestStoreBlobs(t)
+	srv := New(Options{Store: st, Auth: testUsers, Logger: testLogger(t)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln, false)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	c := dialRaw(t, ln.Addr().String())
+	c.send("a1 LOGIN alice secret\r\n")
+	c.expect("a1 OK")
+	c.send("a2 APPEND INBOX {19+}\r\nSubject: x\r\n\r\nhello\r\n")
+	c.expect("a2 OK")
+	c.send("a3 SELECT INBOX\r\n")
+	c.expect("a3 OK")
+	blobs.down.Store(true)
+	c.send("a4 FETCH 1 (UID BODY[TEXT])\r\n")
+	if l := c.line(); l != "a4 NO [UNAVAILABLE] Temporary failure, try again later" {
+		t.Fatalf("got %q", l)
+	}
+	c.send("a5 FETCH 1 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (Subject)] FLAGS)\r\n")
+	if l := c.line(); l != "* 1 FETCH (UID 1 RFC822.SIZE 19 BODY[HEADER.FIELDS (Subject)] {14}" {
+		t.Fatalf("got %q", l)
+	}
+	c.expect("a5 OK")
+	blobs.down.Store(false)
+	c.send("a6 FETCH 1 BODY[TEXT]\r\n")
+	if l := c.line(); l != "* 1 FETCH (BODY[TEXT] {5}" {
+		t.Fatalf("got %q", l)
+	}
+	// \Seen was not set by the failed a4: it is set (and reported) now.
+	if l := c.line(); l != `hello FLAGS (\Seen \Recent))` {
+		t.Fatalf("got %q", l)
+	}
+	c.expect("a6 OK")
+}
