@@ -31,10 +31,13 @@ import (
 	"github.com/bucketmail/bucketmail/internal/userdb"
 )
 
-// Options configure a Server.
+// Options configure a Server. Store and Auth are required; the zero
+// value of every other field is the documented default.
 type Options struct {
 	Store *mailstore.Store
-	Auth  userdb.PassDB
+	// Auth checks LOGIN and AUTHENTICATE PLAIN credentials; the
+	// authenticated user's Account names the mail store account.
+	Auth userdb.PassDB
 	// TLS, when set, enables STARTTLS on plain listeners and is used by
 	// ServeTLS listeners.
 	TLS *tls.Config
@@ -43,7 +46,9 @@ type Options struct {
 	AllowInsecureAuth bool
 	// MaxAppendSize bounds APPEND literals in bytes (default 50 MiB).
 	MaxAppendSize int64
-	Logger        *slog.Logger
+	// Logger receives connection and command logs (nil: discarded). Each
+	// connection logs with conn, remote, user and mailbox attributes.
+	Logger *slog.Logger
 	// IdleTimeout is the autologout timer (RFC 3501 §5.4): a connection
 	// that sends nothing for this long is closed. Default 30 minutes.
 	IdleTimeout time.Duration
