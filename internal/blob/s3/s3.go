@@ -400,22 +400,30 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 // until a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes it.
 func (s *Store) putMultipart(ctx context.Context, key string, body io.Reader, size int64, meta blob.Metadata, optFns []func(*s3.Options)) error {
 	bucket, obj := aws.String(s.cfg.Bucket), aws.String(s.objectKey(key))
+	// Over https the part carries a trailing CRC32, which the upload must
+	// announce at creation (else Complete fails with InvalidPart).
+	var algo types.ChecksumAlgorithm
+	if s.https {
+		algo = types.ChecksumAlgorithmCrc32
+	}
 	cu, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket:      bucket,
-		Key:         obj,
-		ContentType: aws.String("application/octet-stream"),
-		Metadata:    encodeMeta(meta),
+		Bucket:            bucket,
+		Key:               obj,
+		ContentType:       aws.String("application/octet-stream"),
+		Metadata:          encodeMeta(meta),
+		ChecksumAlgorithm: algo,
 	})
 	if err != nil {
 		return err
 	}
 	up, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-		Bucket:        bucket,
-		Key:           obj,
-		UploadId:      cu.UploadId,
-		PartNumber:    aws.Int32(1),
-		Body:          body,
-		ContentLength: aws.Int64(size),
+		Bucket:            bucket,
+		Key:               obj,
+		UploadId:          cu.UploadId,
+		PartNumber:        aws.Int32(1),
+		Body:              body,
+		ContentLength:     aws.Int64(size),
+		ChecksumAlgorithm: algo,
 	}, optFns...)
 	if err == nil {
 		_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
