@@ -19,12 +19,25 @@
 // count bytes and hold back the last byte until the reader has reported
 // EOF, so a reader that is longer or shorter than size aborts the request
 // before the server has a complete body, and S3 (whose PutObject is
-// atomic) stores nothing. Over https the SDK adds a trailing CRC32
-// checksum (aws-chunked, STREAMING-UNSIGNED-PAYLOAD-TRAILER). Over plain
-// http SigV4 would need the payload's SHA-256 before sending, which means
-// reading the body twice; instead the payload is sent as UNSIGNED-PAYLOAD
-// with no checksum (headers are still signed). Use http only on loopback
-// or a trusted network.
+// atomic and checks Content-Length) stores nothing. Over https the SDK
+// sends the body aws-chunked with a trailing CRC32
+// (STREAMING-UNSIGNED-PAYLOAD-TRAILER). Over plain http SigV4 would need
+// the payload's SHA-256 before sending, which means reading the body
+// twice, and the SDK refuses trailing checksums without TLS; so the
+// payload goes as UNSIGNED-PAYLOAD with no checksum (headers are still
+// signed). Use http only on loopback or a trusted network. A Put is
+// retried (5xx, SlowDown, connection errors) only when the reader is an
+// io.Seeker (a spool file, a bytes.Reader); otherwise it is tried once.
+// versitygw 1.8.0 stores the truncated body of a plain-http PutObject cut
+// short by the client; Config.MultipartPut avoids that.
+//
+// Limits: S3 caps the request header section at 8 KiB and user metadata
+// at 2 KiB (keys plus values). Each x-amz-meta-* header costs its name
+// twice (the header and SignedHeaders), so metadata within
+// blob.MaxMetadataBytes but spread over many keys can be refused: Put
+// then fails with blob.ErrInvalidMetadata (S3 codes MetadataTooLarge,
+// RequestHeaderSectionTooLarge). Object names are at most 1024 bytes
+// including Prefix and the FileGateway marker.
 //
 // Metadata values. HTTP trims leading and trailing blanks from header
 // values, and the SDK trims what it receives; so a value that is empty,
@@ -37,7 +50,14 @@
 // Errors: a missing object is blob.ErrNotFound; connection failures,
 // timeouts, HTTP 5xx and throttling (after MaxAttempts tries) are
 // blob.ErrUnavailable; a cancelled ctx gives ctx.Err(); other S3 errors
-// (AccessDenied, NoSuchBucket, ...) are returned wrapped with the S3 code.
+// (AccessDenied, NoSuchBucket, a TLS certificate that does not verify, ...)
+// are returned wrapped with the S3 code and are not ErrUnavailable. A GET
+// body that fails mid-read fails Read with blob.ErrUnavailable.
+//
+// Timeouts: Config.ConnectTimeout bounds connects; Config.IdleTimeout
+// fails a request whose connection moves no byte while the client waits
+// on it (pauses between a caller's Reads do not count); ctx bounds the
+// whole call.
 package s3
 
 import (

@@ -488,3 +488,38 @@ func TestConformanceTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowReader: a caller that pauses between Reads longer than
+// IdleTimeout (an IMAP client draining a FETCH slowly) still gets the
+// whole object.
+func TestSlowReader(t *testing.T) {
+	g := s3gw.Start(t)
+	cfg := testConfig(g, g.Bucket)
+	cfg.IdleTimeout = 200 * time.Millisecond
+	s := newTestStore(t, cfg)
+	data := strings.Repeat("slow", 1<<18) // 1 MiB
+	mustPut(t, s, "slow", data, nil)
+	r, err := s.NewRangeReader(context.Background(), "slow", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got strings.Builder
+	buf := make([]byte, 256<<10)
+	for i := 0; ; i++ {
+		if i > 0 && i <= 3 {
+			time.Sleep(400 * time.Millisecond)
+		}
+		n, err := r.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got.Len(), err)
+		}
+	}
+	if got.String() != data {
+		t.Fatalf("read %d bytes, want %d", got.Len(), len(data))
+	}
+}
