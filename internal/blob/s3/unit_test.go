@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 )
@@ -237,5 +240,48 @@ func TestConfigString(t *testing.T) {
 	}
 	if got := fmt.Sprint(Config{Bucket: "b"}); !strings.Contains(got, "endpoint=aws ") {
 		t.Errorf("String() = %q", got)
+	}
+}
+
+// TestConfigTOML: the keys the [s3] table of the config file uses, and
+// durations as strings.
+func TestConfigTOML(t *testing.T) {
+	const doc = `
+endpoint = "http://127.0.0.1:7070"
+region = "eu-west-3"
+bucket = "mail"
+prefix = "bm/"
+path_style = true
+credentials_file = "/etc/bucketmail/s3.credentials"
+credentials_profile = "bm"
+ca_file = "/etc/ssl/ca.pem"
+insecure_skip_verify = false
+connect_timeout = "2s"
+idle_timeout = "1m30s"
+max_attempts = 5
+max_backoff = "500ms"
+file_gateway = true
+multipart_put = true
+skip_bucket_check = true
+`
+	var c Config
+	md, err := toml.Decode(doc, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) != 0 {
+		t.Fatalf("undecoded keys %v", u)
+	}
+	want := Config{
+		Endpoint: "http://127.0.0.1:7070", Region: "eu-west-3", Bucket: "mail", Prefix: "bm/", PathStyle: true,
+		CredentialsFile: "/etc/bucketmail/s3.credentials", CredentialsProfile: "bm", CAFile: "/etc/ssl/ca.pem",
+		ConnectTimeout: 2 * time.Second, IdleTimeout: 90 * time.Second, MaxAttempts: 5, MaxBackoff: 500 * time.Millisecond,
+		FileGateway: true, MultipartPut: true, SkipBucketCheck: true,
+	}
+	if fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
+		t.Fatalf("decoded\n%#v\nwant\n%#v", c, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
