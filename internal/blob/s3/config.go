@@ -81,7 +81,11 @@ type Config struct {
 	// MaxAttempts bounds the tries of one operation (1 = no retry).
 	// Retried: connection errors, timeouts, HTTP 500/502/503/504 and
 	// throttling (503 SlowDown), with jittered exponential backoff. A Put
-	// is retried only when its reader is an io.Seeker. Zero: 3.
+	// is retried only when its reader is an io.Seeker. Retries also draw
+	// on the SDK's retry token bucket (500 tokens per Store, 14 per retry,
+	// 5 per throttling retry, paid back by successes): during a long outage
+	// the store stops retrying and fails at the first try until requests
+	// succeed again. Zero: 3.
 	MaxAttempts int `toml:"max_attempts"`
 	// MaxBackoff caps the wait between two tries. Zero: 2s.
 	MaxBackoff time.Duration `toml:"max_backoff"`

@@ -3,7 +3,9 @@ package s3gw
 import (
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -110,5 +112,30 @@ func TestGatewayTLS(t *testing.T) {
 	resp.Body.Close()
 	if reqs := g.Requests(); resp.StatusCode != 403 || len(reqs) != 1 || reqs[0].Path != "/mail/b" || reqs[0].Status != 403 {
 		t.Fatalf("anonymous https GET = %d, logged %+v", resp.StatusCode, reqs)
+	}
+}
+
+// TestMissingBinary: without versitygw, Start skips, or fails when
+// CI=true. Runs this test binary again with no binary to find.
+func TestMissingBinary(t *testing.T) {
+	if os.Getenv("S3GW_HELPER") == "1" {
+		Start(t)
+		t.Log("started")
+		return
+	}
+	for _, c := range []struct {
+		ci      string
+		wantErr bool
+		want    string
+	}{
+		{"", false, "--- SKIP: TestMissingBinary"},
+		{"true", true, "--- FAIL: TestMissingBinary"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMissingBinary$", "-test.v")
+		cmd.Env = append(os.Environ(), "S3GW_HELPER=1", "VERSITYGW=", "GOPATH="+t.TempDir(), "CI="+c.ci)
+		out, err := cmd.CombinedOutput()
+		if (err != nil) != c.wantErr || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), "versitygw not installed") {
+			t.Errorf("CI=%q: err %v, output:\n%s", c.ci, err, out)
+		}
 	}
 }
