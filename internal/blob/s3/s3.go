@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
 		prefix: cfg.keyPrefix(),
 		log:    logger,
 		stats:  make(map[string]*opStats, len(operations)),
-		https:  cfg.Endpoint == "" || strings.HasPrefix(cfg.Endpoint, "https:"),
+		https:  true,
 	}
 	if cfg.FileGateway {
 		s.suffix = marker
@@ -182,14 +182,18 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
 			o.BaseEndpoint = aws.String(strings.TrimSuffix(cfg.Endpoint, "/"))
 		}
 		o.UsePathStyle = cfg.PathStyle
-		// Checksums only where the API requires them: PutObject over
-		// https still gets its trailing CRC32 through the SDK's default
-		// for streaming uploads (see put); GET ranges cannot be checked.
+		// Checksums only where the API requires them; Put turns the
+		// trailing CRC32 on for https itself. GET ranges cannot be
+		// checked.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.APIOptions = append(o.APIOptions, s.countMiddleware)
 	})
-	logger.Info("s3 blob store", "config", cfg.String(), "region", awsCfg.Region)
+	// The endpoint may also come from $AWS_ENDPOINT_URL(_S3).
+	if ep := s.client.Options().BaseEndpoint; ep != nil {
+		s.https = strings.HasPrefix(strings.ToLower(*ep), "https:")
+	}
+	logger.Info("s3 blob store", "config", cfg.String(), "region", awsCfg.Region, "https", s.https)
 	if !cfg.SkipBucketCheck {
 		_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(cfg.Bucket)})
 		if err != nil {
