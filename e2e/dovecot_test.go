@@ -7,6 +7,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,25 +81,12 @@ func TestDovecotDifferential(t *testing.T) {
 	srv.AddUser(t, user, password)
 
 	msgs := corpusMessages(t)
-	ours, err := e2e.DialRaw(srv.IMAPAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ours.Close()
-	theirs, err := e2e.DialRaw(ref.IMAPAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer theirs.Close()
-	if err := ours.Login(user, password); err != nil {
-		t.Fatalf("bucketmail: %v", err)
-	}
-	if err := theirs.Login(ref.User, ref.Password); err != nil {
-		t.Fatalf("dovecot: %v", err)
-	}
 
+	var mu sync.Mutex // guards unexpected and known[*].seen
 	var unexpected []string
 	report := func(id, item, detail string) {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, k := range known[id] {
 			if k.matches(item) {
 				k.seen = true
@@ -107,33 +96,90 @@ func TestDovecotDifferential(t *testing.T) {
 		unexpected = append(unexpected, fmt.Sprintf("%s\t%s\t%s", id, item, detail))
 	}
 
-	type pair struct {
-		m          corpus.Message
-		our, their uint32 // UIDs
+	// Compare workers, each with its own connection to both servers, take
+	// every workers-th message.
+	const workers = 4
+	type pair struct{ our, their uint32 } // UIDs; zero when not both stored
+	pairs := make([]pair, len(msgs))
+	var appended, sections atomic.Int64
+	run := func(phase string, fn func(w int, ours, theirs *e2e.RawIMAP) error) {
+		t.Helper()
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make([]error, workers)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ours, err := e2e.DialRaw(srv.IMAPAddr)
+				if err != nil {
+					errs[w] = fmt.Errorf("bucketmail: %w", err)
+					return
+				}
+				defer ours.Close()
+				theirs, err := e2e.DialRaw(ref.IMAPAddr)
+				if err != nil {
+					errs[w] = fmt.Errorf("dovecot: %w", err)
+					return
+				}
+				defer theirs.Close()
+				if err := ours.Login(user, password); err != nil {
+					errs[w] = fmt.Errorf("bucketmail: %w", err)
+					return
+				}
+				if err := theirs.Login(ref.User, ref.Password); err != nil {
+					errs[w] = fmt.Errorf("dovecot: %w", err)
+					return
+				}
+				errs[w] = fn(w, ours, theirs)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("%s: %v", phase, err)
+			}
+		}
+		t.Logf("%s: %v", phase, time.Since(start).Round(time.Millisecond))
 	}
-	var pairs []pair
+
+	// APPEND everything to both servers at once, one connection each, in
+	// corpus order.
 	start := time.Now()
-	for _, m := range msgs {
-		data := corpus.CRLF(m.Raw)
-		tu, terr := theirs.Append("INBOX", data)
-		ou, oerr := ours.Append("INBOX", data)
+	var our, their []appendResult
+	var ourErr, theirErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		our, ourErr = appendAll(srv.IMAPAddr, user, password, msgs)
+	}()
+	go func() {
+		defer wg.Done()
+		their, theirErr = appendAll(ref.IMAPAddr, ref.User, ref.Password, msgs)
+	}()
+	wg.Wait()
+	if ourErr != nil {
+		t.Fatalf("bucketmail: %v", ourErr)
+	}
+	if theirErr != nil {
+		t.Fatalf("dovecot: %v", theirErr)
+	}
+	for i, m := range msgs {
+		o, th := our[i], their[i]
 		switch {
-		case terr != nil && oerr != nil:
-			t.Logf("%s: both refuse APPEND (dovecot: %v; bucketmail: %v)", m.ID, terr, oerr)
-		case terr != nil:
-			report(m.ID, "APPEND", fmt.Sprintf("dovecot refuses (%v), bucketmail accepts", terr))
-		case oerr != nil:
-			report(m.ID, "APPEND", fmt.Sprintf("bucketmail refuses (%v), dovecot accepts", oerr))
+		case th.err != nil && o.err != nil:
+			t.Logf("%s: both refuse APPEND (dovecot: %v; bucketmail: %v)", m.ID, th.err, o.err)
+		case th.err != nil:
+			report(m.ID, "APPEND", fmt.Sprintf("dovecot refuses (%v), bucketmail accepts", th.err))
+		case o.err != nil:
+			report(m.ID, "APPEND", fmt.Sprintf("bucketmail refuses (%v), dovecot accepts", o.err))
 		default:
-			pairs = append(pairs, pair{m, ou, tu})
+			pairs[i] = pair{o.uid, th.uid}
+			appended.Add(1)
 		}
 	}
-	t.Logf("APPENDed %d messages to both in %v", len(pairs), time.Since(start).Round(time.Millisecond))
-	for _, c := range []*e2e.RawIMAP{ours, theirs} {
-		if _, err := c.MustOK("SELECT INBOX"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	t.Logf("APPENDed %d messages to both in %v", appended.Load(), time.Since(start).Round(time.Millisecond))
 
 	fetch := func(c *e2e.RawIMAP, uid uint32, items string) (map[string]e2e.Value, error) {
 		u, err := c.MustOK(fmt.Sprintf("UID FETCH %d (%s)", uid, items))
@@ -156,63 +202,73 @@ func TestDovecotDifferential(t *testing.T) {
 		return all, nil
 	}
 
-	start = time.Now()
-	sections := 0
-	for _, p := range pairs {
-		id := p.m.ID
-		const top = "RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY"
-		tv, err := fetch(theirs, p.their, top)
-		if err != nil {
-			t.Fatalf("%s: dovecot: %v", id, err)
-		}
-		ov, err := fetch(ours, p.our, top)
-		if err != nil {
-			report(id, "FETCH", fmt.Sprintf("bucketmail: %v", err))
-			continue
-		}
-		for _, item := range strings.Fields(top) {
-			a, b := ov[item], tv[item]
-			if !e2e.Equal(a, b) {
-				report(id, item, fmt.Sprintf("\n  bucketmail: %s\n  dovecot:    %s", clip(a.String()), clip(b.String())))
+	run("compare", func(w int, ours, theirs *e2e.RawIMAP) error {
+		for _, c := range []*e2e.RawIMAP{ours, theirs} {
+			if _, err := c.MustOK("SELECT INBOX"); err != nil {
+				return err
 			}
 		}
-		secs := []string{"", "HEADER", "TEXT"}
-		for _, part := range e2e.PartPaths(tv["BODYSTRUCTURE"]) {
-			secs = append(secs, part, part+".MIME")
-		}
-		for lo := 0; lo < len(secs); lo += 50 {
-			batch := secs[lo:min(lo+50, len(secs))]
-			var q []string
-			for _, s := range batch {
-				q = append(q, "BODY.PEEK["+s+"]")
-			}
-			items := strings.Join(q, " ")
-			tv, err := fetch(theirs, p.their, items)
-			if err != nil {
-				t.Fatalf("%s: dovecot: %v", id, err)
-			}
-			ov, err := fetch(ours, p.our, items)
-			if err != nil {
-				report(id, "FETCH BODY[...]", fmt.Sprintf("bucketmail: %v", err))
+		for i := w; i < len(msgs); i += workers {
+			p := pairs[i]
+			if p.our == 0 {
 				continue
 			}
-			for _, s := range batch {
-				key := "BODY[" + s + "]"
-				sections++
-				a, aok := ov[key]
-				b, bok := tv[key]
-				switch {
-				case !bok:
-					t.Fatalf("%s: dovecot sent no %s", id, key)
-				case !aok:
-					report(id, key, "bucketmail sent no "+key)
-				case !e2e.Equal(a, b):
-					report(id, key, sectionDiff(a, b))
+			id := msgs[i].ID
+			const top = "RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY"
+			tv, err := fetch(theirs, p.their, top)
+			if err != nil {
+				return fmt.Errorf("%s: dovecot: %w", id, err)
+			}
+			ov, err := fetch(ours, p.our, top)
+			if err != nil {
+				report(id, "FETCH", fmt.Sprintf("bucketmail: %v", err))
+				continue
+			}
+			for _, item := range strings.Fields(top) {
+				a, b := ov[item], tv[item]
+				if !e2e.Equal(a, b) {
+					report(id, item, fmt.Sprintf("\n  bucketmail: %s\n  dovecot:    %s", clip(a.String()), clip(b.String())))
+				}
+			}
+			secs := []string{"", "HEADER", "TEXT"}
+			for _, part := range e2e.PartPaths(tv["BODYSTRUCTURE"]) {
+				secs = append(secs, part, part+".MIME")
+			}
+			for lo := 0; lo < len(secs); lo += 50 {
+				batch := secs[lo:min(lo+50, len(secs))]
+				var q []string
+				for _, s := range batch {
+					q = append(q, "BODY.PEEK["+s+"]")
+				}
+				items := strings.Join(q, " ")
+				tv, err := fetch(theirs, p.their, items)
+				if err != nil {
+					return fmt.Errorf("%s: dovecot: %w", id, err)
+				}
+				ov, err := fetch(ours, p.our, items)
+				if err != nil {
+					report(id, "FETCH BODY[...]", fmt.Sprintf("bucketmail: %v", err))
+					continue
+				}
+				for _, s := range batch {
+					key := "BODY[" + s + "]"
+					sections.Add(1)
+					a, aok := ov[key]
+					b, bok := tv[key]
+					switch {
+					case !bok:
+						return fmt.Errorf("%s: dovecot sent no %s", id, key)
+					case !aok:
+						report(id, key, "bucketmail sent no "+key)
+					case !e2e.Equal(a, b):
+						report(id, key, sectionDiff(a, b))
+					}
 				}
 			}
 		}
-	}
-	t.Logf("compared %d messages, %d sections in %v", len(pairs), sections, time.Since(start).Round(time.Millisecond))
+		return nil
+	})
+	t.Logf("compared %d messages, %d sections", appended.Load(), sections.Load())
 
 	tested := map[string]bool{}
 	for _, m := range msgs {
@@ -241,6 +297,32 @@ func TestDovecotDifferential(t *testing.T) {
 		}
 		t.Errorf("%d differences from Dovecot are not in %s (corpus-id<TAB>item<TAB>RFC-based justification)", len(unexpected), differencesFile)
 	}
+}
+
+type appendResult struct {
+	uid uint32
+	err error // the server's refusal
+}
+
+// appendAll APPENDs every message, with bare LF made CRLF, to INBOX over
+// one connection and returns the UIDs (APPENDUID) or refusals.
+func appendAll(addr, user, pass string, msgs []corpus.Message) ([]appendResult, error) {
+	c, err := e2e.DialRaw(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := c.Login(user, pass); err != nil {
+		return nil, err
+	}
+	out := make([]appendResult, len(msgs))
+	for i, m := range msgs {
+		out[i].uid, out[i].err = c.Append("INBOX", corpus.CRLF(m.Raw))
+		if out[i].err != nil && !strings.HasPrefix(out[i].err.Error(), "APPEND: ") {
+			return nil, fmt.Errorf("%s: %w", m.ID, out[i].err) // connection trouble, not a refusal
+		}
+	}
+	return out, nil
 }
 
 func clip(s string) string {

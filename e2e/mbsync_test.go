@@ -17,17 +17,16 @@ import (
 	"github.com/bucketmail/bucketmail/internal/testutil/e2e"
 )
 
-// TestMbsync fills an account with the corpus over LMTP, syncs it to a
-// local Maildir with mbsync (Debian isync, Sync Pull, every mailbox), and
+// TestMbsync syncs the corpus-filled account (corpusServer) to a local
+// Maildir with mbsync (Debian isync, Sync Pull, INBOX and the special-use
+// mailboxes), and
 // compares every message file with what was delivered: the trace header
 // fields and then the delivered bytes, with the line-end conversion
 // mbsync applies for Maildir (CRLF stored as LF, see mbsyncLocal). It
 // runs mbsync a second time and checks that nothing changes.
 func TestMbsync(t *testing.T) {
 	bin := e2e.LookTool(t, "mbsync", "isync")
-	srv := e2e.Start(t)
-	srv.AddUser(t, user, password)
-	msgs := deliverAll(t, srv.LMTPAddr, user, corpusMessages(t))
+	srv, msgs := corpusServer(t)
 
 	dir := t.TempDir()
 	maildir := filepath.Join(dir, "Mail")
@@ -56,7 +55,7 @@ SubFolders Verbatim
 Channel corpus
 Far :far:
 Near :near:
-Patterns *
+Patterns INBOX Archive Drafts Junk Sent Trash
 Create Near
 Sync Pull
 SyncState *

@@ -16,44 +16,6 @@ import (
 	"github.com/bucketmail/bucketmail/internal/testutil/e2e"
 )
 
-// corpusMessages returns the messages of corpus/real and corpus/edge (in
-// that order; large files left out under -short).
-func corpusMessages(t *testing.T) []corpus.Message {
-	t.Helper()
-	var msgs []corpus.Message
-	for _, sub := range []string{"real", "edge"} {
-		corpus.Walk(t, sub, func(m corpus.Message) { msgs = append(msgs, m) })
-	}
-	return msgs
-}
-
-// deliverAll delivers every message to rcpt over one LMTP connection and
-// returns the messages that were accepted, in order (their sequence
-// numbers in INBOX). A refused delivery is a test error.
-func deliverAll(t *testing.T, addr, rcpt string, msgs []corpus.Message) []corpus.Message {
-	t.Helper()
-	lc, err := e2e.DialLMTP(addr)
-	if err != nil {
-		t.Fatalf("LMTP: %v", err)
-	}
-	defer lc.Close()
-	var ok []corpus.Message
-	var octets int
-	start := time.Now()
-	for _, m := range msgs {
-		if err := lc.Deliver1(sender, rcpt, m.Raw); err != nil {
-			t.Errorf("deliver %s: %v", m.ID, err)
-			continue
-		}
-		ok = append(ok, m)
-		octets += len(m.Raw)
-	}
-	d := time.Since(start)
-	t.Logf("LMTP: delivered %d of %d messages (%.1f MB) in %v: %.0f messages/s",
-		len(ok), len(msgs), float64(octets)/1e6, d.Round(time.Millisecond), float64(len(ok))/d.Seconds())
-	return ok
-}
-
 func login(t *testing.T, addr string) *imapclient.Client {
 	t.Helper()
 	c, err := imapclient.DialInsecure(addr, nil)
@@ -75,17 +37,16 @@ type fetched struct {
 	sum   [32]byte
 }
 
-// TestCorpusRoundTrip delivers every corpus message over LMTP and reads it
-// back with go-imap v2's client: BODY[] is the trace fields plus the bytes
-// sent, RFC822.SIZE is the octet count served, ENVELOPE and BODYSTRUCTURE
-// parse and every non-multipart part's BODYSTRUCTURE size is the length of
-// its BODY[part]. Then it sets flags, expunges some messages, restarts
-// the server (SIGTERM) and checks UIDVALIDITY, UIDNEXT, UIDs, flags and
-// bodies survive.
+// TestCorpusRoundTrip delivers every corpus message over LMTP (the shared
+// corpus server) and reads it back with go-imap v2's client: BODY[] is
+// the trace fields plus the bytes sent, RFC822.SIZE is the octet count
+// served, ENVELOPE and BODYSTRUCTURE parse and every non-multipart part's
+// BODYSTRUCTURE size is the length of its BODY[part]. Then it copies
+// INBOX to a new mailbox, sets flags and keywords there and expunges some
+// messages, restarts the server (SIGTERM, exit status 0) and checks that
+// UIDVALIDITY, UIDNEXT, UIDs, flags and bodies of both mailboxes survive.
 func TestCorpusRoundTrip(t *testing.T) {
-	srv := e2e.Start(t)
-	srv.AddUser(t, user, password)
-	msgs := deliverAll(t, srv.LMTPAddr, user, corpusMessages(t))
+	srv, msgs := corpusServer(t)
 	trace := e2e.TracePrefix(sender, user)
 
 	c := login(t, srv.IMAPAddr)
@@ -148,7 +109,19 @@ func TestCorpusRoundTrip(t *testing.T) {
 	checkPartSizes(t, c, msgs)
 	checkBinaryNUL(t, c, msgs, trace)
 
-	// Flags and expunges to carry over the restart.
+	// A copy of INBOX gets flags and expunges to carry over the restart;
+	// INBOX stays as delivered (other tests share it).
+	const box = "RoundTrip"
+	if err := c.Create(box, nil).Wait(); err != nil {
+		t.Fatalf("CREATE %s: %v", box, err)
+	}
+	if _, err := c.Copy(imap.SeqSet{{Start: 1, Stop: 0}}, box).Wait(); err != nil {
+		t.Fatalf("COPY 1:* %s: %v", box, err)
+	}
+	inbox := fetchState(t, c)
+	if _, err := c.Select(box, nil).Wait(); err != nil {
+		t.Fatalf("SELECT %s: %v", box, err)
+	}
 	store := func(set imap.SeqSet, flags ...imap.Flag) {
 		t.Helper()
 		if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close(); err != nil {
@@ -156,6 +129,7 @@ func TestCorpusRoundTrip(t *testing.T) {
 		}
 	}
 	var seen, flagged, deleted imap.SeqSet
+	wantExpunged := 0
 	for i := range msgs {
 		seq := uint32(i + 1)
 		if i%3 == 0 {
@@ -166,6 +140,7 @@ func TestCorpusRoundTrip(t *testing.T) {
 		}
 		if i%11 == 4 {
 			deleted.AddNum(seq)
+			wantExpunged++
 		}
 	}
 	store(seen, imap.FlagSeen)
@@ -174,17 +149,35 @@ func TestCorpusRoundTrip(t *testing.T) {
 	if err := c.Expunge().Close(); err != nil {
 		t.Fatalf("EXPUNGE: %v", err)
 	}
-	before := fetchState(t, c)
-	wantExpunged := 0
+	copied := fetchState(t, c)
+	if len(copied) != len(msgs)-wantExpunged {
+		t.Errorf("%s after EXPUNGE: %d messages, want %d", box, len(copied), len(msgs)-wantExpunged)
+	}
+	k := 0
 	for i := range msgs {
 		if i%11 == 4 {
-			wantExpunged++
+			continue
 		}
+		if k < len(copied) {
+			f := copied[k]
+			want := []string{}
+			if i%5 == 0 {
+				want = append(want, "$Forwarded", `\Flagged`, "e2e-keyword")
+			}
+			if i%3 == 0 {
+				want = append(want, `\Seen`)
+			}
+			slices.Sort(want)
+			if !slices.Equal(f.flags, want) && !(len(f.flags) == 0 && len(want) == 0) {
+				t.Errorf("%s: in %s: flags %v, want %v", msgs[i].ID, box, f.flags, want)
+			}
+			if f.sum != inbox[i].sum {
+				t.Errorf("%s: the copy in %s has other bytes than INBOX", msgs[i].ID, box)
+			}
+		}
+		k++
 	}
-	if len(before) != len(msgs)-wantExpunged {
-		t.Errorf("after EXPUNGE: %d messages, want %d", len(before), len(msgs)-wantExpunged)
-	}
-	sel1, err := c.Select("INBOX", nil).Wait() // fresh UIDNEXT
+	selBox, err := c.Select(box, nil).Wait() // fresh UIDNEXT
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,50 +187,49 @@ func TestCorpusRoundTrip(t *testing.T) {
 	srv.Restart(t)
 
 	c2 := login(t, srv.IMAPAddr)
-	sel2, err := c2.Select("INBOX", nil).Wait()
-	if err != nil {
-		t.Fatalf("SELECT after restart: %v", err)
-	}
-	if sel2.UIDValidity != sel1.UIDValidity {
-		t.Errorf("UIDVALIDITY %d after restart, was %d", sel2.UIDValidity, sel1.UIDValidity)
-	}
-	if sel2.UIDNext != sel1.UIDNext {
-		t.Errorf("UIDNEXT %d after restart, was %d", sel2.UIDNext, sel1.UIDNext)
-	}
-	if int(sel2.NumMessages) != len(before) {
-		t.Errorf("EXISTS %d after restart, was %d", sel2.NumMessages, len(before))
-	}
-	after := fetchState(t, c2)
-	if len(after) != len(before) {
-		t.Fatalf("after restart %d messages, before %d", len(after), len(before))
-	}
-	for i := range before {
-		b, a := before[i], after[i]
-		if b.uid != a.uid || !slices.Equal(b.flags, a.flags) || b.size != a.size || b.sum != a.sum {
-			t.Errorf("seq %d: before restart UID %d flags %v size %d, after UID %d flags %v size %d (body same: %v)",
-				i+1, b.uid, b.flags, b.size, a.uid, a.flags, a.size, b.sum == a.sum)
+	for _, mb := range []struct {
+		name   string
+		sel    *imap.SelectData
+		before []fetched
+	}{{"INBOX", sel, inbox}, {box, selBox, copied}} {
+		sel2, err := c2.Select(mb.name, nil).Wait()
+		if err != nil {
+			t.Fatalf("SELECT %s after restart: %v", mb.name, err)
+		}
+		if sel2.UIDValidity != mb.sel.UIDValidity {
+			t.Errorf("%s: UIDVALIDITY %d after restart, was %d", mb.name, sel2.UIDValidity, mb.sel.UIDValidity)
+		}
+		if sel2.UIDNext != mb.sel.UIDNext {
+			t.Errorf("%s: UIDNEXT %d after restart, was %d", mb.name, sel2.UIDNext, mb.sel.UIDNext)
+		}
+		after := fetchState(t, c2)
+		if len(after) != len(mb.before) {
+			t.Errorf("%s: after restart %d messages, before %d", mb.name, len(after), len(mb.before))
+			continue
+		}
+		bad := 0
+		for i := range mb.before {
+			b, a := mb.before[i], after[i]
+			if b.uid != a.uid || !slices.Equal(b.flags, a.flags) || b.size != a.size || b.sum != a.sum {
+				if bad++; bad <= 10 {
+					t.Errorf("%s seq %d: before restart UID %d flags %v size %d, after UID %d flags %v size %d (body same: %v)",
+						mb.name, i+1, b.uid, b.flags, b.size, a.uid, a.flags, a.size, b.sum == a.sum)
+				}
+			}
 		}
 	}
 
-	// A delivery after the restart gets the next UID.
-	lc, err := e2e.DialLMTP(srv.LMTPAddr)
+	// The next APPEND gets the UIDNEXT from before the restart.
+	msg := "Subject: after restart\r\n\r\nhi\r\n"
+	ac := c2.Append(box, int64(len(msg)), nil)
+	ac.Write([]byte(msg))
+	ac.Close()
+	ad, err := ac.Wait()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("APPEND after restart: %v", err)
 	}
-	if err := lc.Deliver1(sender, user, []byte("Subject: after restart\r\n\r\nhi\r\n")); err != nil {
-		t.Fatalf("deliver after restart: %v", err)
-	}
-	lc.Close()
-	// NOOP lets the session learn of the new message (RFC 3501 §6.1.2).
-	if err := c2.Noop().Wait(); err != nil {
-		t.Fatalf("NOOP: %v", err)
-	}
-	uids, err := c2.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "after restart"}}}, nil).Wait()
-	if err != nil {
-		t.Fatalf("UID SEARCH: %v", err)
-	}
-	if got := uids.AllUIDs(); len(got) != 1 || got[0] != sel1.UIDNext {
-		t.Errorf("new message after restart: UIDs %v, want [%d]", got, sel1.UIDNext)
+	if ad.UID != selBox.UIDNext || ad.UIDValidity != selBox.UIDValidity {
+		t.Errorf("APPEND after restart: APPENDUID %d %d, want %d %d", ad.UIDValidity, ad.UID, selBox.UIDValidity, selBox.UIDNext)
 	}
 }
 

@@ -158,6 +158,8 @@ last_valid_uid = %[5]d
 mail_location = maildir:%[6]s/%%u/Maildir
 # messages arrive with CRLF line ends; keep them byte for byte
 mail_save_crlf = yes
+# a throwaway reference server: no fsync (tests wait on it otherwise)
+mail_fsync = never
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%%u %[7]s

@@ -4,7 +4,7 @@
 // the same data dir.
 //
 // The binary is built once per test process (go build into a temp dir),
-// with -race when the tests themselves run with -race. Call Main from
+// with -race when the tests run with -race and E2E_RACE=1. Call Main from
 // TestMain so the build dir is removed at the end.
 package e2e
 
@@ -40,10 +40,29 @@ func RepoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(file))))
 }
 
-// Main runs the tests and removes the binary's build dir afterwards. Use
-// it as TestMain: func TestMain(m *testing.M) { e2e.Main(m) }.
+var (
+	atExitMu sync.Mutex
+	atExit   []func()
+)
+
+// AtExit registers f to run after all tests, in Main (last registered
+// first): for fixtures shared by several tests.
+func AtExit(f func()) {
+	atExitMu.Lock()
+	defer atExitMu.Unlock()
+	atExit = append(atExit, f)
+}
+
+// Main runs the tests, then the AtExit functions, and removes the
+// binary's build dir. Use it as TestMain:
+// func TestMain(m *testing.M) { e2e.Main(m) }.
 func Main(m *testing.M) {
 	code := m.Run()
+	atExitMu.Lock()
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
+	atExitMu.Unlock()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
@@ -52,8 +71,22 @@ func Main(m *testing.M) {
 
 // Binary returns the path of a bucketmail binary built from this
 // checkout, building it on first use (about 10-60 s with a cold cache).
+//
+// The binary is built without the race detector unless E2E_RACE=1: the
+// end-to-end tests push the whole corpus through it several times, which
+// under -race takes minutes, and the packages it is made of run their own
+// tests with -race in-process.
 func Binary(t testing.TB) string {
 	t.Helper()
+	bin, err := BinaryPath()
+	if err != nil {
+		t.Fatalf("e2e: build bucketmail: %v", err)
+	}
+	return bin
+}
+
+// BinaryPath is Binary returning the error.
+func BinaryPath() (string, error) {
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "bucketmail-e2e-bin-")
 		if buildErr != nil {
@@ -61,7 +94,7 @@ func Binary(t testing.TB) string {
 		}
 		buildBin = filepath.Join(buildDir, "bucketmail")
 		args := []string{"build", "-o", buildBin}
-		if raceEnabled {
+		if raceEnabled && os.Getenv("E2E_RACE") == "1" {
 			args = append(args, "-race")
 		}
 		args = append(args, "./cmd/bucketmail")
@@ -72,10 +105,7 @@ func Binary(t testing.TB) string {
 			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatalf("e2e: build bucketmail: %v", buildErr)
-	}
-	return buildBin
+	return buildBin, buildErr
 }
 
 // Server is a running (or stopped) `bucketmail serve` process.
@@ -85,7 +115,6 @@ type Server struct {
 	IMAPAddr string // 127.0.0.1:port, plain IMAP
 	LMTPAddr string // 127.0.0.1:port
 
-	t       testing.TB
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when cmd has exited
@@ -99,28 +128,7 @@ type Server struct {
 // exit status checked) on t.Cleanup if still running.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	dir := t.TempDir()
-	s := &Server{
-		Bin:     Binary(t),
-		DataDir: filepath.Join(dir, "data"),
-		t:       t,
-		logPath: filepath.Join(dir, "serve.log"),
-	}
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		var p1, p2 int
-		if p1, err = freePort(); err != nil {
-			t.Fatal(err)
-		}
-		if p2, err = freePort(); err != nil {
-			t.Fatal(err)
-		}
-		s.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p1))
-		s.LMTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p2))
-		if err = s.start(); err == nil {
-			break
-		}
-	}
+	s, err := Launch(Binary(t), t.TempDir())
 	if err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
@@ -133,6 +141,33 @@ func Start(t testing.TB) *Server {
 		}
 	})
 	return s
+}
+
+// Launch starts `bucketmail serve` with its data in dir/data and its
+// output in dir/serve.log, on free loopback ports, and waits until both
+// listeners answer. The caller stops it (Stop or Shutdown).
+func Launch(bin, dir string) (*Server, error) {
+	s := &Server{
+		Bin:     bin,
+		DataDir: filepath.Join(dir, "data"),
+		logPath: filepath.Join(dir, "serve.log"),
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var p1, p2 int
+		if p1, err = freePort(); err != nil {
+			return nil, err
+		}
+		if p2, err = freePort(); err != nil {
+			return nil, err
+		}
+		s.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p1))
+		s.LMTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p2))
+		if err = s.start(); err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
 }
 
 // start runs serve with the current addresses and waits for the
@@ -148,6 +183,8 @@ func (s *Server) start() error {
 	cmd := exec.Command(s.Bin, "serve", "--data-dir", s.DataDir,
 		"--imap-listen", s.IMAPAddr, "--lmtp-listen", s.LMTPAddr)
 	cmd.Stdout, cmd.Stderr = f, f
+	// The server dies with the test process, even when a test panics.
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return err
@@ -198,22 +235,30 @@ func (s *Server) Running() bool {
 // fails the test unless the exit status is 0.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
+	if err := s.Shutdown(); err != nil {
+		t.Errorf("e2e: %v", err)
+	}
+}
+
+// Shutdown is Stop returning the problem as an error.
+func (s *Server) Shutdown() error {
 	if !s.Running() {
-		t.Fatalf("e2e: Stop: server not running")
+		return fmt.Errorf("bucketmail serve: not running")
 	}
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("e2e: SIGTERM: %v", err)
+		return fmt.Errorf("SIGTERM: %w", err)
 	}
 	select {
 	case <-s.done:
 	case <-time.After(60 * time.Second):
 		s.kill()
-		t.Fatalf("e2e: bucketmail serve did not exit within 60s of SIGTERM")
+		return fmt.Errorf("bucketmail serve did not exit within 60s of SIGTERM")
 	}
 	s.logFile.Close()
 	if s.waitErr != nil {
-		t.Errorf("e2e: bucketmail serve exit after SIGTERM: %v, want status 0\n%s", s.waitErr, tail(s.Log(), 4000))
+		return fmt.Errorf("bucketmail serve exit after SIGTERM: %v, want status 0\n%s", s.waitErr, tail(s.Log(), 4000))
 	}
+	return nil
 }
 
 // Restart stops the server (SIGTERM) and starts it again on the same
