@@ -92,6 +92,9 @@ func (c *conn) login(address, password string) error {
 		}
 		return err
 	}
+	if u.Account == "" {
+		u.Account = u.Address
+	}
 	acct, err := c.srv.opts.Store.Account(ctx, u.Account)
 	if err != nil {
 		return err
