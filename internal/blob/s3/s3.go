@@ -112,6 +112,8 @@ type Store struct {
 	https  bool
 	log    *slog.Logger
 	stats  map[string]*opStats // fixed at New: read without a lock
+
+	transport *http.Transport
 }
 
 type opStats struct {
@@ -176,6 +178,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
 	}
 	if awsCfg.Region == "" {
 		awsCfg.Region = DefaultRegion
+	}
+	// Freeze the transport (with $AWS_CA_BUNDLE applied) so that Close can
+	// reach its idle connections. Redirects are returned, not followed,
+	// as the SDK's own client does.
+	if bc, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		s.transport = bc.GetTransport()
+		awsCfg.HTTPClient = &http.Client{
+			Transport:     s.transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	s.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
@@ -331,6 +343,15 @@ func (s *Store) Stats() map[string]uint64 {
 		m[op+".errors"] = st.errors.Load()
 	}
 	return m
+}
+
+// Close closes the store's idle connections. The Store stays usable (it
+// connects again when needed); Close only stops it holding sockets.
+func (s *Store) Close() error {
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+	return nil
 }
 
 // Config returns the store's configuration.

@@ -47,6 +47,7 @@ func newTestStore(t *testing.T, cfg Config) *Store {
 	if err != nil {
 		t.Fatalf("New(%s): %v", cfg, err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
