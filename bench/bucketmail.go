@@ -43,7 +43,11 @@ func (env *runEnv) binary(ctx context.Context) (string, error) {
 			env.binErr = err
 			return
 		}
-		root := repoRoot()
+		root, err := env.source(ctx, dir)
+		if err != nil {
+			env.binErr = err
+			return
+		}
 		hook := filepath.Join(dir, "zz_bench_pprof.go")
 		if err := os.WriteFile(hook, []byte(pprofHook), 0o644); err != nil {
 			env.binErr = err
@@ -67,6 +71,51 @@ func (env *runEnv) binary(ctx context.Context) (string, error) {
 		env.bin = bin
 	})
 	return env.bin, env.binErr
+}
+
+// source returns the module tree to build: a clean export of HEAD
+// (git archive) under dir, or the work tree itself with WorkTree.
+func (env *runEnv) source(ctx context.Context, dir string) (string, error) {
+	root := repoRoot()
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	if env.WorkTree {
+		head, _ := git("rev-parse", "HEAD")
+		env.builtFrom = "the work tree at " + root + " (HEAD " + head + " plus any uncommitted changes)"
+		return root, nil
+	}
+	head, err := git("rev-parse", "HEAD")
+	if err != nil {
+		return "", fmt.Errorf("git rev-parse HEAD (use -worktree outside a git checkout): %w", err)
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.CommandContext(ctx, "git", "archive", "--format=tar", head)
+	archive.Dir = root
+	untar := exec.CommandContext(ctx, "tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	untar.Stdin = pipe
+	if err := archive.Start(); err != nil {
+		return "", fmt.Errorf("git archive: %w", err)
+	}
+	if out, err := untar.CombinedOutput(); err != nil {
+		archive.Wait()
+		return "", fmt.Errorf("tar -x: %v: %s", err, out)
+	}
+	if err := archive.Wait(); err != nil {
+		return "", fmt.Errorf("git archive: %w", err)
+	}
+	env.builtFrom = "a clean export of commit " + head + " (git archive)"
+	return src, nil
 }
 
 // bucketmail is a running `bucketmail serve`.

@@ -49,12 +49,20 @@ func main() {
 	fs.StringVar(&o.Servers, "servers", "dovecot,dovecot-default,bucketmail-fs,bucketmail-s3", "comma-separated servers to run")
 	fs.StringVar(&o.AuthScheme, "auth-scheme", "SHA512-CRYPT", "password scheme stored for the benchmark users in both servers (SHA512-CRYPT, ARGON2ID, BLF-CRYPT, PLAIN)")
 	fs.BoolVar(&o.Verbose, "v", false, "log progress at debug level")
+	fs.IntVar(&o.Rounds, "rounds", 0, "rounds over all servers; each value is the best of the rounds (default 2, 1 with -smoke)")
+	fs.BoolVar(&o.WorkTree, "worktree", false, "build bucketmail from the work tree as it is (default: from a clean export of the HEAD commit)")
 	fs.Parse(os.Args[1:])
 	o.Sizes = FullSizes
 	if *smoke {
 		o.Sizes = SmokeSizes
 	} else if o.Results == "" {
 		o.Results = filepath.Join(repoRoot(), "bench", "RESULTS.md")
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 2
+		if *smoke {
+			o.Rounds = 1
+		}
 	}
 	level := slog.LevelInfo
 	if o.Verbose {
@@ -78,6 +86,8 @@ type Options struct {
 	Results    string // file to write (with markers), "" for none
 	ProfileDir string // "" for no profiles
 	AuthScheme string
+	Rounds     int  // rounds over all servers (best value kept); 0 means 1
+	WorkTree   bool // build bucketmail from the work tree, not from HEAD
 	Verbose    bool
 	Log        *slog.Logger
 	Out        io.Writer // the table is printed here

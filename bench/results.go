@@ -23,7 +23,7 @@ func loadAvg() string {
 }
 
 // machineInfo returns the lines describing what was measured, where.
-func machineInfo(started time.Time, load0 string) []string {
+func machineInfo(started time.Time, load0, builtFrom string) []string {
 	git := func(args ...string) string {
 		cmd := exec.Command("git", args...)
 		cmd.Dir = repoRoot()
@@ -33,9 +33,9 @@ func machineInfo(started time.Time, load0 string) []string {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	commit := git("rev-parse", "HEAD")
-	if st := git("status", "--porcelain", "--untracked-files=no"); st != "" && st != "unknown" {
-		commit += " (with uncommitted changes in the work tree)"
+	commit := builtFrom
+	if commit == "" { // no bucketmail column ran
+		commit = git("rev-parse", "HEAD")
 	}
 	cpu := "unknown"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -60,7 +60,7 @@ func machineInfo(started time.Time, load0 string) []string {
 	}
 	return []string{
 		"date: " + started.Format("2006-01-02 15:04 UTC") + fmt.Sprintf(" (run took %s)", time.Since(started).Round(time.Second)),
-		"commit: " + commit,
+		"commit measured: bucketmail built from " + commit,
 		fmt.Sprintf("machine: %d cores (%s), %s memory, Linux %s, %s", runtime.NumCPU(), cpu, mem, kernel, runtime.Version()),
 		"dovecot: " + dovecotVersion(),
 		"load average (1, 5, 15 min) at start: " + load0 + ", at end: " + loadAvg() + " (other work on the machine skews absolute numbers; the servers ran one after the other)",

@@ -79,9 +79,12 @@ type runEnv struct {
 	Hash     string // the stored password hash for every user, "{SCHEME}..."
 	Ports    *portPool
 	Profile  bool // serve pprof (bucketmail)
+	WorkTree bool // build from the work tree instead of a clean export of HEAD
 	binOnce  sync.Once
-	bin      string // bucketmail binary
-	binErr   error
+	// builtFrom says what the binary was built from, for the results.
+	builtFrom string
+	bin       string // bucketmail binary
+	binErr    error
 }
 
 // portPool hands out free loopback ports in 22000-22999.
