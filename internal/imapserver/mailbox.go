@@ -180,6 +180,9 @@ type listOpts struct {
 	retSpecialUse  bool
 	retStatus      []imapwire.StatusItem
 	recursiveMatch bool
+	// extended: the command used LIST-EXTENDED syntax (RFC 5258), whose
+	// answers name missing levels \NonExistent rather than \Noselect.
+	extended bool
 }
 
 // cmdList implements LIST (RFC 3501 §6.3.8, RFC 9051 §6.3.9 with the
@@ -189,11 +192,10 @@ func (c *conn) cmdList(tag string) error {
 		return err
 	}
 	var o listOpts
-	extended := false
 	if b, err := c.dec.PeekByte(); err != nil {
 		return err
 	} else if b == '(' {
-		extended = true
+		o.extended = true
 		err := c.dec.List(func() error {
 			a, err := c.dec.Atom()
 			if err != nil {
@@ -231,7 +233,7 @@ func (c *conn) cmdList(tag string) error {
 	if b, err := c.dec.PeekByte(); err != nil {
 		return err
 	} else if b == '(' {
-		extended = true
+		o.extended = true
 		err = c.dec.List(func() error {
 			p, err := c.dec.ListMailbox()
 			patterns = append(patterns, p)
@@ -246,7 +248,7 @@ func (c *conn) cmdList(tag string) error {
 		return err
 	}
 	if !c.dec.AtEOL() {
-		extended = true
+		o.extended = true
 		if err := c.dec.SP(); err != nil {
 			return err
 		}
@@ -297,7 +299,6 @@ func (c *conn) cmdList(tag string) error {
 		// RFC 5258 §3: RECURSIVEMATCH needs another selection option.
 		return bad("RECURSIVEMATCH needs another selection option")
 	}
-	_ = extended
 	ref, err := c.decodePattern(refWire)
 	if err != nil {
 		return err
@@ -425,7 +426,7 @@ func (c *conn) list(ref string, patterns []string, o listOpts, lsub bool) error 
 				continue
 			}
 			if !e.exists {
-				if c.rev2 || o.selSubscribed {
+				if c.rev2 || o.extended {
 					attrs = append(attrs, `\NonExistent`)
 				} else {
 					attrs = append(attrs, `\Noselect`)
