@@ -310,6 +310,8 @@ func (c *conn) command() bool {
 			text = "No mailbox selected"
 		case h.states == stateNotAuth:
 			text = "Already authenticated"
+		case h.states == stateAuth:
+			text = "Not allowed while a mailbox is selected"
 		}
 		c.tagged(tag, &status{kind: "NO", text: text})
 		return c.enc.Flush() == nil
@@ -518,7 +520,8 @@ func (c *conn) lookup(name string) (cmdHandler, bool) {
 	case "AUTHENTICATE":
 		return cmdHandler{states: stateNotAuth, fn: (*conn).cmdAuthenticate}, true
 	case "ENABLE":
-		return cmdHandler{states: authStates, fn: (*conn).cmdEnable}, true
+		// RFC 5161 §3.1, RFC 9051 §6.3.1: only in the authenticated state.
+		return cmdHandler{states: stateAuth, fn: (*conn).cmdEnable}, true
 	case "SELECT":
 		return cmdHandler{states: authStates, fn: (*conn).cmdSelect, noSync: true}, true
 	case "EXAMINE":
