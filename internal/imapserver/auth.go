@@ -83,6 +83,14 @@ func (c *conn) login(address, password string) error {
 		if errors.Is(err, userdb.ErrAuthFailed) {
 			c.authFails++
 			c.log.Info("imap: authentication failed", slog.String("user", userdb.Normalize(address)))
+			if d := c.srv.opts.AuthFailureDelay; d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-c.srv.closingCh:
+					t.Stop()
+				}
+			}
 			if c.authFails >= 5 {
 				c.writeBye("Too many authentication failures")
 				c.state = stateLogout

@@ -113,7 +113,7 @@ func testLogger(t testing.TB) *slog.Logger {
 func newTestEnv(t testing.TB, mod func(*Options)) *testEnv {
 	t.Helper()
 	st := newTestStore(t)
-	opts := Options{Store: st, Auth: testUsers, Logger: testLogger(t), Trace: os.Getenv("IMAPTEST_LOG") != ""}
+	opts := Options{Store: st, Auth: testUsers, Logger: testLogger(t), Trace: os.Getenv("IMAPTEST_LOG") != "", AuthFailureDelay: -1}
 	if mod != nil {
 		mod(&opts)
 	}

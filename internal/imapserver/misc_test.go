@@ -388,3 +388,20 @@ func TestFetchBlobUnavailable(t *testing.T) {
 	}
 	c.expect("a6 OK")
 }
+
+// TestAuthFailureDelay: a failed LOGIN is answered only after the delay;
+// a good one is not delayed.
+func TestAuthFailureDelay(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.AuthFailureDelay = 300 * time.Millisecond })
+	c := dialRaw(t, env.addr)
+	start := time.Now()
+	c.send("a1 LOGIN alice wrong\r\n")
+	if l := c.line(); l != "a1 NO [AUTHENTICATIONFAILED] Authentication failed" {
+		t.Fatalf("got %q", l)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("failed LOGIN answered after %v, want at least 300ms", d)
+	}
+	c.send("a2 LOGIN alice secret\r\n")
+	c.expect("a2 OK")
+}

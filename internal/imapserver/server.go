@@ -52,6 +52,10 @@ type Options struct {
 	// IdleTimeout is the autologout timer (RFC 3501 §5.4): a connection
 	// that sends nothing for this long is closed. Default 30 minutes.
 	IdleTimeout time.Duration
+	// AuthFailureDelay is how long a failed LOGIN or AUTHENTICATE waits
+	// before its NO, to slow down password guessing (like Dovecot's
+	// auth_failure_delay). Default 1 second; negative disables it.
+	AuthFailureDelay time.Duration
 	// LiteralMinus advertises LITERAL- instead of LITERAL+ (RFC 7888 §4):
 	// non-synchronizing literals are then limited to 4096 bytes.
 	LiteralMinus bool
@@ -81,6 +85,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.MaxAppendSize <= 0 {
 		opts.MaxAppendSize = 50 << 20
+	}
+	if opts.AuthFailureDelay == 0 {
+		opts.AuthFailureDelay = time.Second
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 30 * time.Minute
