@@ -65,9 +65,11 @@ func loadDifferences(t *testing.T) map[string][]*knownDifference {
 	return out
 }
 
-// TestDovecotDifferential APPENDs every corpus message (bare LF turned
-// into CRLF, as LMTP delivery stores it) to bucketmail and to Debian's
-// Dovecot, then compares, message by message, RFC822.SIZE, ENVELOPE,
+// TestDovecotDifferential compares bucketmail with Debian's Dovecot on the
+// same stored messages: every corpus message as delivered over LMTP to
+// bucketmail (the shared corpus server: trace fields, then the message
+// with bare LF made CRLF) is APPENDed with exactly those bytes to
+// Dovecot. Then it compares, message by message, RFC822.SIZE, ENVELOPE,
 // BODYSTRUCTURE, BODY and the sections BODY[], BODY[HEADER], BODY[TEXT]
 // and BODY[p], BODY[p.MIME] for every part p of Dovecot's BODYSTRUCTURE.
 // Values are compared parsed (a string sent quoted or as a literal is the
@@ -77,10 +79,7 @@ func loadDifferences(t *testing.T) map[string][]*knownDifference {
 func TestDovecotDifferential(t *testing.T) {
 	known := loadDifferences(t)
 	ref := dovecot.Start(t)
-	srv := e2e.Start(t)
-	srv.AddUser(t, user, password)
-
-	msgs := corpusMessages(t)
+	srv, msgs := corpusServer(t)
 
 	var mu sync.Mutex // guards unexpected and known[*].seen
 	var unexpected []string
@@ -143,43 +142,26 @@ func TestDovecotDifferential(t *testing.T) {
 		t.Logf("%s: %v", phase, time.Since(start).Round(time.Millisecond))
 	}
 
-	// APPEND everything to both servers at once, one connection each, in
-	// corpus order.
+	// The bytes bucketmail stored: BODY[] serves NUL as 0x80, so rebuild
+	// them from the trace fields it served and the delivered message.
 	start := time.Now()
-	var our, their []appendResult
-	var ourErr, theirErr error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		our, ourErr = appendAll(srv.IMAPAddr, user, password, msgs)
-	}()
-	go func() {
-		defer wg.Done()
-		their, theirErr = appendAll(ref.IMAPAddr, ref.User, ref.Password, msgs)
-	}()
-	wg.Wait()
-	if ourErr != nil {
-		t.Fatalf("bucketmail: %v", ourErr)
+	stored, err := storedMessages(srv.IMAPAddr, msgs)
+	if err != nil {
+		t.Fatalf("bucketmail: %v", err)
 	}
-	if theirErr != nil {
-		t.Fatalf("dovecot: %v", theirErr)
+	their, err := appendAll(ref.IMAPAddr, ref.User, ref.Password, stored)
+	if err != nil {
+		t.Fatalf("dovecot: %v", err)
 	}
 	for i, m := range msgs {
-		o, th := our[i], their[i]
-		switch {
-		case th.err != nil && o.err != nil:
-			t.Logf("%s: both refuse APPEND (dovecot: %v; bucketmail: %v)", m.ID, th.err, o.err)
-		case th.err != nil:
-			report(m.ID, "APPEND", fmt.Sprintf("dovecot refuses (%v), bucketmail accepts", th.err))
-		case o.err != nil:
-			report(m.ID, "APPEND", fmt.Sprintf("bucketmail refuses (%v), dovecot accepts", o.err))
-		default:
-			pairs[i] = pair{o.uid, th.uid}
-			appended.Add(1)
+		if their[i].err != nil {
+			report(m.ID, "APPEND", fmt.Sprintf("dovecot refuses (%v), bucketmail stored it", their[i].err))
+			continue
 		}
+		pairs[i] = pair{uint32(i + 1), their[i].uid}
+		appended.Add(1)
 	}
-	t.Logf("APPENDed %d messages to both in %v", appended.Load(), time.Since(start).Round(time.Millisecond))
+	t.Logf("read %d messages from bucketmail and APPENDed them to dovecot in %v", appended.Load(), time.Since(start).Round(time.Millisecond))
 
 	fetch := func(c *e2e.RawIMAP, uid uint32, items string) (map[string]e2e.Value, error) {
 		u, err := c.MustOK(fmt.Sprintf("UID FETCH %d (%s)", uid, items))
@@ -304,9 +286,59 @@ type appendResult struct {
 	err error // the server's refusal
 }
 
-// appendAll APPENDs every message, with bare LF made CRLF, to INBOX over
-// one connection and returns the UIDs (APPENDUID) or refusals.
-func appendAll(addr, user, pass string, msgs []corpus.Message) ([]appendResult, error) {
+// storedMessages returns the bytes bucketmail stored for messages 1..n of
+// INBOX: the trace fields it serves in front of msgs[i] followed by the
+// message as delivered (e2e.Wire, NUL included).
+func storedMessages(addr string, msgs []corpus.Message) ([][]byte, error) {
+	c, err := e2e.DialRaw(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := c.Login(user, password); err != nil {
+		return nil, err
+	}
+	if _, err := c.MustOK("EXAMINE INBOX"); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(msgs))
+	for lo := 0; lo < len(msgs); lo += 200 {
+		hi := min(lo+200, len(msgs))
+		u, err := c.MustOK(fmt.Sprintf("FETCH %d:%d (BODY.PEEK[])", lo+1, hi))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range u {
+			if !bytes.Contains(r[:min(len(r), 40)], []byte(" FETCH (")) {
+				continue
+			}
+			seq, items, _, err := e2e.FetchItems(r)
+			if err != nil {
+				return nil, err
+			}
+			if seq < 1 || int(seq) > len(msgs) {
+				return nil, fmt.Errorf("FETCH: unexpected sequence number %d", seq)
+			}
+			body := items["BODY[]"].Str
+			raw := msgs[seq-1].Raw
+			served := e2e.Served(raw)
+			if !bytes.HasSuffix(body, served) {
+				return nil, fmt.Errorf("%s: BODY[] does not end with the delivered message (TestCorpusRoundTrip says more)", msgs[seq-1].ID)
+			}
+			out[seq-1] = append(body[:len(body)-len(served):len(body)-len(served)], e2e.Wire(raw)...)
+		}
+	}
+	for i := range out {
+		if out[i] == nil {
+			return nil, fmt.Errorf("FETCH: no BODY[] for message %d (%s)", i+1, msgs[i].ID)
+		}
+	}
+	return out, nil
+}
+
+// appendAll APPENDs every message to INBOX over one connection and
+// returns the UIDs (APPENDUID) or refusals.
+func appendAll(addr, user, pass string, msgs [][]byte) ([]appendResult, error) {
 	c, err := e2e.DialRaw(addr)
 	if err != nil {
 		return nil, err
@@ -317,9 +349,9 @@ func appendAll(addr, user, pass string, msgs []corpus.Message) ([]appendResult, 
 	}
 	out := make([]appendResult, len(msgs))
 	for i, m := range msgs {
-		out[i].uid, out[i].err = c.Append("INBOX", corpus.CRLF(m.Raw))
+		out[i].uid, out[i].err = c.Append("INBOX", m)
 		if out[i].err != nil && !strings.HasPrefix(out[i].err.Error(), "APPEND: ") {
-			return nil, fmt.Errorf("%s: %w", m.ID, out[i].err) // connection trouble, not a refusal
+			return nil, fmt.Errorf("message %d: %w", i+1, out[i].err) // connection trouble, not a refusal
 		}
 	}
 	return out, nil
