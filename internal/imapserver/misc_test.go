@@ -88,6 +88,12 @@ func TestTraceRedactsCredentials(t *testing.T) {
 	c2.expect("b1 OK")
 	c2.send("b2 NOOP\r\n")
 	c2.expect("b2 OK")
+	c2.send("b3 APPEND INBOX {18+}\r\nSubject: s\r\n\r\nbody\r\n")
+	c2.expect("b3 OK")
+	c2.send("b4 EXAMINE INBOX\r\n")
+	c2.expect("b4 OK")
+	c2.send("b5 FETCH 1 BODY[]\r\n")
+	c2.expect("b5 OK")
 	c3 := dialRaw(t, env.addr)
 	c3.send("c1 AUTHENTICATE PLAIN\r\n")
 	c3.expect("+")
@@ -106,12 +112,13 @@ func TestTraceRedactsCredentials(t *testing.T) {
 			break
 		}
 	}
-	for _, secret := range []string{"secret", "AGFsaWNlAHNlY3JldA=="} {
+	for _, secret := range []string{"secret", "AGFsaWNlAHNlY3JldA==", "Subject: s"} {
 		if strings.Contains(log, secret) {
 			t.Errorf("log contains %q:\n%s", secret, log)
 		}
 	}
-	for _, want := range []string{"C: a1 LOGIN <redacted>", "C: b2 NOOP", "C: c1 AUTHENTICATE <redacted>", "S: c2 OK NOOP completed"} {
+	for _, want := range []string{"C: a1 LOGIN <redacted>", "C: b2 NOOP", "C: c1 AUTHENTICATE <redacted>", "S: c2 OK NOOP completed",
+		"C: b3 APPEND INBOX {18+}", "C: <18 literal bytes>", "S: * 1 FETCH (BODY[] {18}", "S: <18 literal bytes>", "S: )"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
