@@ -116,6 +116,7 @@ type Server struct {
 	LMTPAddr string // 127.0.0.1:port
 
 	logPath string
+	cwd     string // LaunchDefaults: working directory, no flags
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when cmd has exited
 	waitErr error
@@ -170,6 +171,25 @@ func Launch(bin, dir string) (*Server, error) {
 	return nil, err
 }
 
+// LaunchDefaults runs `bucketmail serve` exactly as the README's first
+// command does: no flags, in the working directory dir, so the data goes
+// to dir/bucketmail-data and the listeners to the embedded defaults
+// 127.0.0.1:1143 (IMAP) and 127.0.0.1:2424 (LMTP).
+func LaunchDefaults(bin, dir string) (*Server, error) {
+	s := &Server{
+		Bin:      bin,
+		DataDir:  filepath.Join(dir, "bucketmail-data"),
+		IMAPAddr: "127.0.0.1:1143",
+		LMTPAddr: "127.0.0.1:2424",
+		logPath:  filepath.Join(dir, "serve.log"),
+		cwd:      dir,
+	}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // start runs serve with the current addresses and waits for the
 // listeners.
 func (s *Server) start() error {
@@ -182,6 +202,10 @@ func (s *Server) start() error {
 		s.starts, s.DataDir, s.IMAPAddr, s.LMTPAddr)
 	cmd := exec.Command(s.Bin, "serve", "--data-dir", s.DataDir,
 		"--imap-listen", s.IMAPAddr, "--lmtp-listen", s.LMTPAddr)
+	if s.cwd != "" {
+		cmd = exec.Command(s.Bin, "serve")
+		cmd.Dir = s.cwd
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// The server dies with the test process, even when a test panics.
 	dieWithParent(cmd)
