@@ -71,7 +71,8 @@ func loadDifferences(t *testing.T) map[string][]*knownDifference {
 // with bare LF made CRLF) is APPENDed with exactly those bytes to
 // Dovecot. Then it compares, message by message, RFC822.SIZE, ENVELOPE,
 // BODYSTRUCTURE, BODY and the sections BODY[], BODY[HEADER], BODY[TEXT]
-// and BODY[p], BODY[p.MIME] for every part p of Dovecot's BODYSTRUCTURE.
+// and BODY[p], BODY[p.MIME] for every part p of Dovecot's BODYSTRUCTURE,
+// BODY[p.HEADER] and BODY[p.TEXT] for every encapsulated message p.
 // Values are compared parsed (a string sent quoted or as a literal is the
 // same string); sections byte for byte. Only differences listed in
 // testdata/dovecot-differences.txt are tolerated, and a listed difference
@@ -215,6 +216,9 @@ func TestDovecotDifferential(t *testing.T) {
 			secs := []string{"", "HEADER", "TEXT"}
 			for _, part := range e2e.PartPaths(tv["BODYSTRUCTURE"]) {
 				secs = append(secs, part, part+".MIME")
+			}
+			for _, part := range e2e.MessageParts(tv["BODYSTRUCTURE"]) {
+				secs = append(secs, part+".HEADER", part+".TEXT")
 			}
 			for lo := 0; lo < len(secs); lo += 50 {
 				batch := secs[lo:min(lo+50, len(secs))]

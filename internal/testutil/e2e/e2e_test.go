@@ -113,6 +113,29 @@ func TestPartPaths(t *testing.T) {
 	}
 }
 
+func TestMessageParts(t *testing.T) {
+	const text = `("text" "plain" NIL NIL NIL "7bit" 1 1)`
+	env := `(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)`
+	msg := func(body string) string { return `("message" "rfc822" NIL NIL NIL "7bit" 10 ` + env + body + ` 3)` }
+	for _, tc := range []struct {
+		bs   string
+		want []string
+	}{
+		{text, nil},
+		{`(` + text + msg(text) + ` "mixed")`, []string{"2"}},
+		{`(` + text + msg(`(`+text+msg(text)+` "mixed")`) + ` "mixed")`, []string{"2", "2.2"}},
+		{msg(msg(text)), []string{"1", "1.1"}},
+	} {
+		v, err := ParseValue([]byte(tc.bs))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.bs, err)
+		}
+		if got := MessageParts(v); !slices.Equal(got, tc.want) {
+			t.Errorf("MessageParts(%s) = %v, want %v", tc.bs, got, tc.want)
+		}
+	}
+}
+
 func TestWire(t *testing.T) {
 	for in, want := range map[string]string{
 		"a\nb\n":     "a\r\nb\r\n",

@@ -214,6 +214,53 @@ func PartPaths(bs Value) []string {
 	return append([]string{"1"}, childPaths(bs, "1")...)
 }
 
+// MessageParts returns the part specifiers of PartPaths whose part is an
+// encapsulated message (message/rfc822 or message/global with an
+// envelope), for BODY[p.HEADER] and BODY[p.TEXT].
+func MessageParts(bs Value) []string {
+	var out []string
+	var walk func(v Value, path string)
+	walk = func(v Value, path string) {
+		if isMultipart(v) {
+			n := 0
+			for _, c := range v.List {
+				if c.Kind != List {
+					break
+				}
+				n++
+				p := strconv.Itoa(n)
+				if path != "" {
+					p = path + "." + p
+				}
+				walk(c, p)
+			}
+			return
+		}
+		if v.Kind != List || len(v.List) < 9 {
+			return
+		}
+		t, s := strings.ToUpper(string(v.List[0].Str)), strings.ToUpper(string(v.List[1].Str))
+		if t != "MESSAGE" || (s != "RFC822" && s != "GLOBAL") || v.List[8].Kind != List || path == "" {
+			return
+		}
+		out = append(out, path)
+		inner := v.List[8]
+		if isMultipart(inner) {
+			walk(inner, path)
+		} else {
+			walk(inner, path+".1")
+		}
+	}
+	if isMultipart(bs) {
+		walk(bs, "")
+	}
+	// A non-multipart message whose body is itself a message: part 1.
+	if !isMultipart(bs) && bs.Kind == List && len(bs.List) >= 9 {
+		walk(bs, "1")
+	}
+	return out
+}
+
 func isMultipart(v Value) bool {
 	return v.Kind == List && len(v.List) > 0 && v.List[0].Kind == List
 }
