@@ -234,10 +234,18 @@ func (s *Server) start() error {
 			}
 			if time.Now().After(deadline) {
 				s.kill()
+				f.Close()
 				return fmt.Errorf("bucketmail serve: %s not answering after 30s: %v\n%s", w.addr, err, tail(s.Log(), 4000))
 			}
 			time.Sleep(25 * time.Millisecond)
 		}
+	}
+	// Someone else may have answered (a port taken between the probe and
+	// the bind): the process must still be running.
+	time.Sleep(50 * time.Millisecond)
+	if !s.Running() {
+		f.Close()
+		return fmt.Errorf("bucketmail serve exited after start (%v):\n%s", s.waitErr, tail(s.Log(), 4000))
 	}
 	return nil
 }
