@@ -39,7 +39,7 @@ func FuzzCommandLoop(f *testing.F) {
 	}
 	st := newTestStore(f)
 	var panics panicCatcher
-	srv := New(Options{Store: st, Auth: testUsers, Logger: slog.New(&panics)})
+	srv := New(Options{Store: st, Auth: testUsers, Logger: slog.New(&panics), AuthFailureDelay: -1})
 	ctx := context.Background()
 	acct, err := st.Account(ctx, "alice")
 	if err != nil {
