@@ -37,6 +37,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -49,8 +50,9 @@ func main() {
 	fs.StringVar(&o.Servers, "servers", "dovecot,dovecot-default,bucketmail-fs,bucketmail-s3", "comma-separated servers to run")
 	fs.StringVar(&o.AuthScheme, "auth-scheme", "SHA512-CRYPT", "password scheme stored for the benchmark users in both servers (SHA512-CRYPT, ARGON2ID, BLF-CRYPT, PLAIN)")
 	fs.BoolVar(&o.Verbose, "v", false, "log progress at debug level")
-	fs.IntVar(&o.Rounds, "rounds", 0, "rounds over all servers; each value is the best of the rounds (default 2, 1 with -smoke)")
+	fs.IntVar(&o.Rounds, "rounds", 0, "rounds over all servers; each value is the best of the rounds (default 3, 1 with -smoke)")
 	fs.BoolVar(&o.WorkTree, "worktree", false, "build bucketmail from the work tree as it is (default: from a clean export of the HEAD commit)")
+	only := fs.String("only", "", "comma-separated workloads to run (lmtp, download, mixed, idle; default all), for quick before/after checks")
 	fs.Parse(os.Args[1:])
 	o.Sizes = FullSizes
 	if *smoke {
@@ -58,8 +60,14 @@ func main() {
 	} else if o.Results == "" {
 		o.Results = filepath.Join(repoRoot(), "bench", "RESULTS.md")
 	}
+	if *only != "" {
+		o.Only = map[string]bool{}
+		for _, w := range strings.Split(*only, ",") {
+			o.Only[strings.TrimSpace(w)] = true
+		}
+	}
 	if o.Rounds == 0 {
-		o.Rounds = 2
+		o.Rounds = 3
 		if *smoke {
 			o.Rounds = 1
 		}
@@ -86,8 +94,9 @@ type Options struct {
 	Results    string // file to write (with markers), "" for none
 	ProfileDir string // "" for no profiles
 	AuthScheme string
-	Rounds     int  // rounds over all servers (best value kept); 0 means 1
-	WorkTree   bool // build bucketmail from the work tree, not from HEAD
+	Rounds     int             // rounds over all servers (best value kept); 0 means 1
+	WorkTree   bool            // build bucketmail from the work tree, not from HEAD
+	Only       map[string]bool // workloads to run; nil for all
 	Verbose    bool
 	Log        *slog.Logger
 	Out        io.Writer // the table is printed here

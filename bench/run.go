@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				}
 				continue
 			}
-			err = runWorkloads(ctx, o, env, rep, srv, t, corpus, big, newMail, sent)
+			err = runWorkloads(ctx, o, env, rep, srv, t, round, corpus, big, newMail, sent)
 			if serr := t.Stop(context.Background()); serr != nil && err == nil {
 				err = serr
 			}
@@ -135,7 +135,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 // runWorkloads runs every workload against one started server.
-func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv server, t Target, corpus, big, newMail, sent [][]byte) error {
+// Memory does not depend on the machine's load: the idle connections
+// are opened in the first round only.
+func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv server, t Target, round int, corpus, big, newMail, sent [][]byte) error {
 	sz := o.Sizes
 	log := o.Log.With("server", srv.Name)
 	name := srv.Name
@@ -149,68 +151,84 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 		return startCPUProfile(ctx, prof.PprofAddr(), filepath.Join(o.ProfileDir, name+"."+phase+".cpu.pprof"), seconds)
 	}
 
-	log.Info("lmtp: 1 sender", "messages", sz.LMTP1Messages)
-	r1, err := runLMTP(ctx, t.LMTPAddr(), 1, 0, sz.LMTP1Messages, corpus, rcpt, sz.LMTPMaxTime)
-	if err != nil {
-		return err
-	}
-	rep.set("lmtp1.rate", name, cell{V: r1.PerSec(), Prec: 1})
-	rep.set("lmtp1.p99", name, cell{V: r1.Lat.p99("deliver"), Prec: 1})
-	noteErrors(rep, srv, "LMTP 1 sender", r1.Errors, r1.Delivered, r1.FirstErr)
-
-	log.Info("lmtp: 8 senders", "messages", sz.LMTP8Messages)
-	stop := profile("lmtp8", 10)
-	r8, err := runLMTP(ctx, t.LMTPAddr(), 8, sz.LMTP1Messages, sz.LMTP8Messages, corpus, rcpt, sz.LMTPMaxTime)
-	stop()
-	if err != nil {
-		return err
-	}
-	rep.set("lmtp8.rate", name, cell{V: r8.PerSec(), Prec: 1})
-	rep.set("lmtp8.p99", name, cell{V: r8.Lat.p99("deliver"), Prec: 1})
-	noteErrors(rep, srv, "LMTP 8 senders", r8.Errors, r8.Delivered, r8.FirstErr)
-
-	log.Info("download: filling the large mailbox", "messages", len(big))
-	fill, err := runLMTP(ctx, t.LMTPAddr(), 8, 0, len(big), big, func(int) string { return env.Big }, 10*time.Minute)
-	if err != nil {
-		return err
-	}
-	noteErrors(rep, srv, "filling the large mailbox", fill.Errors, fill.Delivered, fill.FirstErr)
-	dl, err := runDownload(ctx, t, env, sz.Downloads)
-	if err != nil {
-		return err
-	}
-	rep.set("download.rate", name, cell{V: median(dl.MBps), Prec: 1})
-	log.Info("download", "messages", dl.Messages, "bytes", dl.Bytes, "MB/s", dl.MBps)
-
-	log.Info("mixed IMAP", "workers", sz.MixedWorkers, "duration", sz.MixedDuration)
-	stop = profile("mixed", int(sz.MixedDuration.Seconds())-2)
-	mx, err := runMixed(ctx, t, env, newMail, sent)
-	stop()
-	if err != nil {
-		return err
-	}
-	rep.set("mixed.rate", name, cell{V: mx.OpsPerSec(), Prec: 0})
-	for _, op := range mixedOps {
-		rep.set("mixed.p99."+op, name, cell{V: mx.Lat.p99(op), Prec: 1})
-	}
-	rep.set("mixed.p99.lmtp", name, cell{V: mx.Deliveries.p99("deliver"), Prec: 1})
-	noteErrors(rep, srv, "mixed IMAP sessions", mx.Errors, mx.Sessions, mx.FirstErr)
-	log.Info("mixed IMAP", "ops", mx.Ops, "sessions", mx.Sessions, "errors", mx.Errors)
-
-	log.Info("idle connections", "conns", sz.IdleConns)
-	var whileOpen func()
-	if prof != nil && o.ProfileDir != "" {
-		whileOpen = func() {
-			saveProfile(ctx, prof.PprofAddr(), "heap", filepath.Join(o.ProfileDir, name+".idle.heap.pprof"))
-			saveProfile(ctx, prof.PprofAddr(), "goroutine", filepath.Join(o.ProfileDir, name+".idle.goroutine.pprof"))
+	if o.runs("lmtp") {
+		log.Info("lmtp: 1 sender", "messages", sz.LMTP1Messages)
+		r1, err := runLMTP(ctx, t.LMTPAddr(), 1, 0, sz.LMTP1Messages, corpus, rcpt, sz.LMTPMaxTime)
+		if err != nil {
+			return err
 		}
+		rep.set("lmtp1.rate", name, cell{V: r1.PerSec(), Prec: 1})
+		rep.set("lmtp1.p99", name, cell{V: r1.Lat.p99("deliver"), Prec: 1})
+		noteErrors(rep, srv, "LMTP 1 sender", r1.Errors, r1.Delivered, r1.FirstErr)
+
+		log.Info("lmtp: 8 senders", "messages", sz.LMTP8Messages)
+		stop := profile("lmtp8", 10)
+		r8, err := runLMTP(ctx, t.LMTPAddr(), 8, sz.LMTP1Messages, sz.LMTP8Messages, corpus, rcpt, sz.LMTPMaxTime)
+		stop()
+		if err != nil {
+			return err
+		}
+		rep.set("lmtp8.rate", name, cell{V: r8.PerSec(), Prec: 1})
+		rep.set("lmtp8.p99", name, cell{V: r8.Lat.p99("deliver"), Prec: 1})
+		noteErrors(rep, srv, "LMTP 8 senders", r8.Errors, r8.Delivered, r8.FirstErr)
+	} else {
+		skipped(rep, name, "lmtp")
 	}
-	id, err := runIdle(ctx, t, env, sz.IdleConns, whileOpen)
-	if err != nil {
-		return err
+
+	if o.runs("download") {
+		log.Info("download: filling the large mailbox", "messages", len(big))
+		fill, err := runLMTP(ctx, t.LMTPAddr(), 8, 0, len(big), big, func(int) string { return env.Big }, 10*time.Minute)
+		if err != nil {
+			return err
+		}
+		noteErrors(rep, srv, "filling the large mailbox", fill.Errors, fill.Delivered, fill.FirstErr)
+		dl, err := runDownload(ctx, t, env, sz.Downloads)
+		if err != nil {
+			return err
+		}
+		rep.set("download.rate", name, cell{V: median(dl.MBps), Prec: 1})
+		log.Info("download", "messages", dl.Messages, "bytes", dl.Bytes, "MB/s", dl.MBps)
+	} else {
+		skipped(rep, name, "download")
 	}
-	rep.set("idle.kib", name, cell{V: id.PerConnKiB, Prec: 1})
-	log.Info("idle connections", "before MiB", id.Before>>20, "after MiB", id.After>>20, "KiB/conn", id.PerConnKiB, "open s", id.OpenSeconds)
+
+	if o.runs("mixed") {
+		log.Info("mixed IMAP", "workers", sz.MixedWorkers, "duration", sz.MixedDuration)
+		stop := profile("mixed", int(sz.MixedDuration.Seconds())-2)
+		mx, err := runMixed(ctx, t, env, newMail, sent)
+		stop()
+		if err != nil {
+			return err
+		}
+		rep.set("mixed.rate", name, cell{V: mx.OpsPerSec(), Prec: 0})
+		for _, op := range mixedOps {
+			rep.set("mixed.p99."+op, name, cell{V: mx.Lat.p99(op), Prec: 1})
+		}
+		rep.set("mixed.p99.lmtp", name, cell{V: mx.Deliveries.p99("deliver"), Prec: 1})
+		noteErrors(rep, srv, "mixed IMAP sessions", mx.Errors, mx.Sessions, mx.FirstErr)
+		log.Info("mixed IMAP", "ops", mx.Ops, "sessions", mx.Sessions, "errors", mx.Errors)
+	} else {
+		skipped(rep, name, "mixed")
+	}
+
+	if o.runs("idle") && round == 1 {
+		log.Info("idle connections", "conns", sz.IdleConns)
+		var whileOpen func()
+		if prof != nil && o.ProfileDir != "" {
+			whileOpen = func() {
+				saveProfile(ctx, prof.PprofAddr(), "heap", filepath.Join(o.ProfileDir, name+".idle.heap.pprof"))
+				saveProfile(ctx, prof.PprofAddr(), "goroutine", filepath.Join(o.ProfileDir, name+".idle.goroutine.pprof"))
+			}
+		}
+		id, err := runIdle(ctx, t, env, sz.IdleConns, whileOpen)
+		if err != nil {
+			return err
+		}
+		rep.set("idle.kib", name, cell{V: id.PerConnKiB, Prec: 1})
+		log.Info("idle connections", "before MiB", id.Before>>20, "after MiB", id.After>>20, "KiB/conn", id.PerConnKiB, "open s", id.OpenSeconds)
+	} else {
+		skipped(rep, name, "idle")
+	}
 
 	// S3 and reindex rows: only a server with those abilities fills them.
 	s3c, isS3 := t.(S3Counter)
@@ -249,7 +267,7 @@ func firstLine(err error) string {
 func describeRun(o Options, env *runEnv, corpusN, bigN int) []string {
 	sz := o.Sizes
 	return []string{
-		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other)", max(o.Rounds, 1)),
+		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other; the idle connections only in the first)", max(o.Rounds, 1)),
 		fmt.Sprintf("sizes %q: %d users; LMTP %d messages (1 sender) and %d (8 senders) from %d corpus messages (shared/corpus/real, CRLF); large mailbox %d messages, median of %d download passes; mixed IMAP %d connections for %v, %d cycles per login; %d idle connections",
 			sz.Name, sz.Users, sz.LMTP1Messages, sz.LMTP8Messages, corpusN, bigN, sz.Downloads, sz.MixedWorkers, sz.MixedDuration, sz.MixedCycles, sz.IdleConns),
 		fmt.Sprintf("passwords: every user's hash is %s in both servers (bucketmail's user add makes ARGON2ID; -auth-scheme changes it)", strings.SplitN(env.Hash, "}", 2)[0]+"}"),
@@ -303,4 +321,16 @@ func bestOf(rounds []*Report) *Report {
 		}
 	}
 	return out
+}
+
+// runs reports whether workload w is selected.
+func (o Options) runs(w string) bool { return o.Only == nil || o.Only[w] }
+
+// skipped marks the rows of workload w as not run.
+func skipped(rep *Report, srv, w string) {
+	for _, m := range rep.Metrics {
+		if strings.HasPrefix(m.Key, w) {
+			rep.set(m.Key, srv, cell{NA: "n/a (not run)"})
+		}
+	}
 }
