@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/bucketmail/bucketmail/internal/config"
 	"github.com/bucketmail/bucketmail/internal/testutil/e2e"
 )
 
@@ -21,6 +23,38 @@ var readmeCommands = []string{
 	"go run ./cmd/bucketmail serve",
 	"echo 'a long password' | go run ./cmd/bucketmail user add you@example.org --password-stdin",
 	"./scripts/test",
+}
+
+// TestReadmeConfigExample checks that the README's configuration file
+// example is one bucketmail reads: known keys only, the values it shows.
+func TestReadmeConfigExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```toml\n")
+	if !ok {
+		t.Fatal("README: no ```toml block")
+	}
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("README: unterminated ```toml block")
+	}
+	path := t.TempDir() + "/bucketmail.toml"
+	if err := os.WriteFile(path, []byte(block), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.LoadFile(path)
+	if err != nil {
+		t.Fatalf("README config example: %v", err)
+	}
+	c.ApplyDefaults()
+	got := fmt.Sprintf("%s %s %s %s %d %s %s %s %v", c.DataDir, c.IMAP.Listen, c.IMAP.TLSListen, c.LMTP.Listen,
+		c.LMTP.MaxMessageSize, c.LMTP.RecipientDelimiter, c.TLS.CertFile, c.TLS.KeyFile, c.Auth.AllowInsecure)
+	want := "/var/lib/bucketmail 127.0.0.1:1143 0.0.0.0:993 127.0.0.1:2424 52428800 + /etc/bucketmail/cert.pem /etc/bucketmail/key.pem false"
+	if got != want {
+		t.Errorf("README config example reads as\n%s\nwant\n%s", got, want)
+	}
 }
 
 // TestReadmeQuickStart checks that the README still opens with the quick
