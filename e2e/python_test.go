@@ -12,8 +12,10 @@ import (
 
 // TestPythonImaplib runs testdata/imaplib_lmtp.py (Python's imaplib and
 // smtplib.LMTP, independent client implementations) against the server:
-// delivery with an unknown recipient, LOGIN, SELECT, SEARCH, FETCH,
-// STORE, COPY, EXPUNGE, LOGOUT, each with exact expected results.
+// delivery with an unknown recipient, LOGIN, SELECT, EXAMINE, SEARCH,
+// FETCH, STORE, COPY, EXPUNGE, CREATE, LIST, RENAME, SUBSCRIBE, LSUB,
+// APPEND (flags, date), STATUS, UID MOVE, NOOP, CHECK, DELETE, NAMESPACE,
+// LOGOUT, each with exact expected results.
 func TestPythonImaplib(t *testing.T) {
 	py := e2e.LookTool(t, "python3", "python3")
 	srv := e2e.Start(t)
@@ -34,7 +36,8 @@ func TestPythonImaplibOnDovecot(t *testing.T) {
 	if err := c.Login(ref.User, ref.Password); err != nil {
 		t.Fatal(err)
 	}
-	// bucketmail creates Archive (SPECIAL-USE) with every account.
+	// bucketmail creates Archive (SPECIAL-USE) with every account; the
+	// test Dovecot does not.
 	if _, err := c.MustOK("CREATE Archive"); err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,10 @@
 usage: imaplib_lmtp.py IMAP_HOST:PORT LMTP_HOST:PORT USER PASSWORD
 
 Delivers three messages with smtplib.LMTP, then drives imaplib through
-LOGIN, SELECT, SEARCH, FETCH, STORE, COPY, EXPUNGE and LOGOUT, asserting
-exact results. Exits 0 when every check passes; prints the failed check
+LOGIN, SELECT, EXAMINE, SEARCH, FETCH, STORE, COPY, EXPUNGE, CREATE, LIST,
+RENAME, SUBSCRIBE, LSUB, APPEND, STATUS, UID MOVE, NOOP, CHECK, DELETE,
+NAMESPACE and LOGOUT, asserting exact results (where the RFC leaves a
+choice, such as the order of EXPUNGE responses, the result is replayed). Exits 0 when every check passes; prints the failed check
 and exits 1 otherwise. Needs an empty account. Standard library only.
 """
 
@@ -204,7 +206,67 @@ except imaplib.IMAP4.error as e:
 M.close()
 typ, data = M.select("Archive", readonly=True)
 check("EXAMINE Archive", (typ, data), ("OK", [b"2"]))
+typ, data = M.store("1", "+FLAGS", "(\\Deleted)")
+# RFC 3501 §6.3.2: no change to the mailbox; servers answer NO (or, like
+# Dovecot, OK without changing anything).
+typ, data = M.fetch("1", "(FLAGS)")
+check("STORE in a read-only mailbox changes nothing", "\\Deleted" in flags_of(meta_of(data)), False)
 M.close()
+
+# Mailboxes: the hierarchy separator is the server's (LIST "" "").
+typ, data = M.list('""', '""')
+check("LIST \"\" \"\"", typ, "OK")
+sep = re.search(rb'\) "(.)" ', data[0]).group(1).decode()
+proj, proj2 = "Projects" + sep + "2024", "Projects" + sep + "2025"
+check("CREATE", M.create(proj)[0], "OK")
+check("CREATE existing", M.create(proj)[0], "NO")
+typ, data = M.list('""', "Projects*")
+check("LIST Projects*", (typ, sorted(d.split(b" ")[-1].strip(b'"') for d in data)), ("OK", [b"Projects", proj.encode()]))
+typ, data = M.list('""', "Projects")
+check("LIST Projects has children", b"\\HasChildren" in data[0], True)
+check("RENAME", M.rename(proj, proj2)[0], "OK")
+typ, data = M.list('""', "Projects%")
+check("LIST Projects% after RENAME", (typ, sorted(d.split(b" ")[-1].strip(b'"') for d in data)), ("OK", [b"Projects"]))
+typ, data = M.list("Projects" + sep, "%")
+check("LIST Projects/% after RENAME", (typ, [d.split(b" ")[-1].strip(b'"') for d in data]), ("OK", [proj2.encode()]))
+check("SUBSCRIBE", M.subscribe(proj2)[0], "OK")
+typ, data = M.lsub('""', "Projects*")
+check("LSUB", (typ, [d.split(b" ")[-1].strip(b'"') for d in data]), ("OK", [proj2.encode()]))
+check("UNSUBSCRIBE", M.unsubscribe(proj2)[0], "OK")
+
+# APPEND with flags and an internal date, then UID MOVE it out
+date = imaplib.Time2Internaldate(1672531200)  # 2023-01-01 00:00:00 UTC
+msg = b"From: dora@example.com\r\nSubject: appended\r\n\r\nAppended body.\r\n"
+typ, data = M.append(proj2, "(\\Seen $Label2)", date, msg)
+check("APPEND", typ, "OK")
+check("APPENDUID", bool(re.search(rb"\[APPENDUID \d+ 1\]", data[0])), True)
+typ, data = M.status(proj2, "(MESSAGES UNSEEN)")
+check("STATUS after APPEND", (typ, data[0].split(b" ", 1)[1]), ("OK", b"(MESSAGES 1 UNSEEN 0)"))
+typ, data = M.select(proj2)
+check("SELECT the new mailbox", (typ, data), ("OK", [b"1"]))
+typ, data = M.fetch("1", "(FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+meta = meta_of(data)
+check("APPENDed flags", flags_of(meta), ["$Label2", "\\Seen"])
+check("APPENDed INTERNALDATE", imaplib.Internaldate2tuple(meta)[:6] if imaplib.Internaldate2tuple(meta) else None,
+      __import__("time").localtime(1672531200)[:6])
+check("APPENDed bytes", data[0][1], msg)
+check("APPENDed RFC822.SIZE", int(re.search(rb"RFC822\.SIZE (\d+)", meta).group(1)), len(msg))
+typ, data = M.uid("MOVE", "1", "INBOX")
+check("UID MOVE", typ, "OK")
+typ, data = M.noop()
+check("NOOP", typ, "OK")
+check("mailbox empty after MOVE", M.search(None, "ALL"), ("OK", [b""]))
+M.close()
+typ, data = M.select("INBOX")
+check("INBOX after MOVE", (typ, data), ("OK", [b"2"]))
+check("SEARCH SUBJECT appended", M.search(None, "SUBJECT", "appended"), ("OK", [b"2"]))
+check("CHECK", M.check()[0], "OK")
+M.close()
+check("DELETE", M.delete(proj2)[0], "OK")
+check("DELETE missing", M.delete(proj2)[0], "NO")
+check("SELECT deleted", M.select(proj2)[0], "NO")
+typ, data = M.namespace()
+check("NAMESPACE", typ, "OK")
 typ, data = M.logout()
 check("LOGOUT", typ, "BYE")
 
