@@ -1,0 +1,826 @@
+// Package cache is a size-bounded read cache on local disk in front of a
+// blob.Store (DESIGN §4): write-through on Put, read-through on a miss, read
+// counts and last access per object, eviction by LRU or by read count with
+// ageing, and state kept across restarts. A *Cache is itself a blob.Store.
+//
+// The cache is derived state: every object it holds is also in the inner
+// store, and the whole directory may be deleted while the server is
+// stopped. It assumes the objects it caches change only through it (or not
+// at all, as message objects do): an overwrite or delete done on the inner
+// store behind its back is not noticed.
+//
+// Layout of Config.Dir:
+//
+//	lock           flock(2)ed by the open Cache: one process at a time
+//	state          index: counters and one line per cached object (see state.go)
+//	objects/xx/H   cached objects; H is the hex SHA-256 of the key, xx its first byte
+//	tmp/           fills in progress; emptied at Open
+//
+// An object file is self-describing, so a lost state file is rebuilt by a
+// scan (with read counts back at zero):
+//
+//	offset 0    8 bytes  magic "BMCACHE1"
+//	offset 8    4 bytes  big-endian uint32 n: length of the header
+//	offset 12   n bytes  JSON header {"k": key, "m": metadata or absent}
+//	offset 12+n          the object's bytes
+//
+// Byte accounting counts whole files (header included); the cap bounds
+// the installed objects, never exceeded: room is made by evicting before
+// a new object is admitted, and an object larger than the cap is not
+// cached. Fills in progress live in tmp/ and are not counted until they
+// are installed.
+//
+// Reads. A read is one successful NewRangeReader call. A hit is served
+// from the local file (whole or any range) and adds one to the object's
+// read count. A miss for the whole object (offset 0, length < 0) streams
+// it from the inner store to the caller while teeing it into tmp/; when
+// the caller has read it to the end the file is fsynced and renamed in
+// (a fill cut short or failing leaves nothing). Concurrent whole-object
+// misses of one key share one inner GET: the first caller fills, the
+// others wait for it and are then served from the local copy (they count
+// as hits). A miss for a range is passed to the inner store as the same
+// ranged read and is not cached (a part FETCH costs about the part's size).
+//
+// Writes. Put writes the inner store first (durability is the inner
+// store's), then keeps a local copy: from a second pass over r when r is
+// an io.Seeker (so the inner store can still retry), else from a tee of
+// the single pass. A failing local copy never fails Put; it only leaves
+// the object uncached. Delete deletes in the inner store, then locally.
+// Stat and List pass through (the metadata of objects written through the
+// cache is in the object file header, for a later local Stat).
+//
+// Eviction. Policy "lru" evicts the least recently accessed object (a Put
+// is an access: new mail is usually read within seconds). Policy "count"
+// evicts the object with the lowest aged score, oldest access first among
+// equals: a read adds one to the score, a Put starts it at one, and every
+// agePeriod reads (all objects together) every score is halved, so mail
+// read often long ago gives way to mail read lately. Choosing a "count"
+// victim scans every entry (O(objects) per eviction).
+package cache
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/blob"
+)
+
+// Defaults and names.
+const (
+	// DefaultMaxBytes is the byte cap when Config.MaxBytes is 0: 1 GiB.
+	DefaultMaxBytes int64 = 1 << 30
+	// DirName is the cache directory's name inside a data directory.
+	DirName = "cache"
+
+	PolicyLRU   = "lru"
+	PolicyCount = "count"
+
+	magic        = "BMCACHE1"
+	stateFile    = "state"
+	lockFile     = "lock"
+	objectsDir   = "objects"
+	tmpDir       = "tmp"
+	flushEvery   = 10 * time.Second
+	defaultAgeOf = 1024 // reads between two halvings of every score
+)
+
+// Errors.
+var (
+	// ErrConfig: Config.Validate found a problem.
+	ErrConfig = errors.New("cache: bad config")
+	// ErrLocked: another process has the cache directory open.
+	ErrLocked = errors.New("cache: directory in use by another process")
+	// ErrClosed: the cache was closed.
+	ErrClosed = errors.New("cache: closed")
+)
+
+// DefaultDir returns the cache directory of a data directory.
+func DefaultDir(dataDir string) string { return filepath.Join(dataDir, DirName) }
+
+// Config configures a Cache. The zero value of each field is its default.
+type Config struct {
+	// Dir holds the cache (see the package doc); required. Created if
+	// missing. Use DefaultDir(dataDir) for the usual place.
+	Dir string
+	// MaxBytes caps the bytes of cached object files; 0 means
+	// DefaultMaxBytes. Lowering it evicts at the next Open.
+	MaxBytes int64
+	// Policy is "lru" (default when empty) or "count" (read count with
+	// ageing).
+	Policy string
+}
+
+// Validate reports every problem with c at once; the error wraps ErrConfig.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, fmt.Errorf("%w: dir is empty", ErrConfig))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("%w: max bytes %d < 0", ErrConfig, c.MaxBytes))
+	}
+	switch c.Policy {
+	case "", PolicyLRU, PolicyCount:
+	default:
+		errs = append(errs, fmt.Errorf("%w: policy %q: want %q or %q", ErrConfig, c.Policy, PolicyLRU, PolicyCount))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) maxBytes() int64 {
+	if c.MaxBytes == 0 {
+		return DefaultMaxBytes
+	}
+	return c.MaxBytes
+}
+
+func (c Config) policy() string {
+	if c.Policy == "" {
+		return PolicyLRU
+	}
+	return c.Policy
+}
+
+// entry is one cached object. Guarded by Cache.mu.
+type entry struct {
+	key        string
+	name       string // hex SHA-256 of key
+	body       int64  // offset of the object's bytes in the file
+	disk       int64  // file size
+	reads      int64  // reads served since the object was cached
+	lastAccess time.Time
+	tick       uint64 // logical time of the last access (orders LRU)
+	score      int64  // aged score ("count" policy), as of epoch
+	epoch      uint64
+	elem       *list.Element // in Cache.lru, front = most recent
+}
+
+func (e *entry) size() int64 { return e.disk - e.body }
+
+// fill is a whole-object read-through in progress.
+type fill struct {
+	done   chan struct{} // closed when the fill ended, installed or not
+	stale  bool          // a Put/Delete/Purge happened: do not install
+	noFill bool          // the object is not being cached (too big, local error)
+}
+
+// Cache is a blob.Store that caches another one on local disk.
+type Cache struct {
+	cfg       Config
+	inner     blob.Store
+	log       *slog.Logger
+	max       int64
+	policy    string
+	lockF     *os.File
+	now       func() time.Time
+	agePeriod uint64
+
+	mu        sync.Mutex
+	closed    bool
+	entries   map[string]*entry
+	lru       *list.List
+	bytes     int64
+	tick      uint64
+	epoch     uint64
+	ageCount  uint64 // reads since the last halving
+	hits      uint64
+	misses    uint64
+	evictions uint64
+	fills     map[string]*fill
+	keyLocks  map[string]*keyLock
+	dirty     bool
+
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+var _ blob.Store = (*Cache)(nil)
+
+type keyLock struct {
+	mu sync.Mutex
+	n  int
+}
+
+// Open opens (creating if needed) the cache in cfg.Dir in front of inner.
+// It loads the state file, drops object files that are missing or do not
+// match it, rescans files the state does not know, empties tmp/ and evicts
+// down to the cap. Errors: ErrConfig, ErrLocked, or an I/O error on the
+// directory. A nil logger discards.
+func Open(ctx context.Context, cfg Config, inner blob.Store, logger *slog.Logger) (*Cache, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{cfg.Dir, filepath.Join(cfg.Dir, objectsDir), filepath.Join(cfg.Dir, tmpDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("cache: open %s: %w", cfg.Dir, err)
+		}
+	}
+	lf, err := lockDir(filepath.Join(cfg.Dir, lockFile))
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		cfg:       cfg,
+		inner:     inner,
+		log:       logger,
+		max:       cfg.maxBytes(),
+		policy:    cfg.policy(),
+		lockF:     lf,
+		now:       time.Now,
+		agePeriod: defaultAgeOf,
+		entries:   make(map[string]*entry),
+		lru:       list.New(),
+		fills:     make(map[string]*fill),
+		keyLocks:  make(map[string]*keyLock),
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+	if err := c.load(ctx); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	go c.flusher()
+	return c, nil
+}
+
+// flusher writes the state file every flushEvery while it is dirty.
+func (c *Cache) flusher() {
+	defer close(c.stopped)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			if err := c.Flush(); err != nil {
+				c.log.Warn("cache: write state", "err", err)
+			}
+		}
+	}
+}
+
+// Close writes the state file and releases the directory. Readers already
+// open keep working; reads after Close fail with ErrClosed, and a fill
+// still in progress is not installed.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	close(c.stop)
+	<-c.stopped
+	err := c.Flush()
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return errors.Join(err, c.lockF.Close())
+}
+
+func objName(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
+func (c *Cache) objPath(name string) string {
+	return filepath.Join(c.cfg.Dir, objectsDir, name[:2], name)
+}
+
+// header returns the file header for key: magic, length, JSON.
+func header(key string, meta blob.Metadata) []byte {
+	j, _ := json.Marshal(struct {
+		K string        `json:"k"`
+		M blob.Metadata `json:"m,omitempty"`
+	}{key, meta})
+	b := make([]byte, 0, 12+len(j))
+	b = append(b, magic...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(j)))
+	return append(b, j...)
+}
+
+// readHeader reads an object file's header: the key and the body offset.
+func readHeader(f *os.File) (key string, body int64, err error) {
+	var fixed [12]byte
+	if _, err := io.ReadFull(f, fixed[:]); err != nil {
+		return "", 0, err
+	}
+	if string(fixed[:8]) != magic {
+		return "", 0, errors.New("bad magic")
+	}
+	n := binary.BigEndian.Uint32(fixed[8:])
+	if n > 64<<10 {
+		return "", 0, fmt.Errorf("header of %d bytes", n)
+	}
+	j := make([]byte, n)
+	if _, err := io.ReadFull(f, j); err != nil {
+		return "", 0, err
+	}
+	var h struct {
+		K string `json:"k"`
+	}
+	if err := json.Unmarshal(j, &h); err != nil {
+		return "", 0, err
+	}
+	if blob.ValidateKey(h.K) != nil {
+		return "", 0, fmt.Errorf("bad key %q", h.K)
+	}
+	return h.K, 12 + int64(n), nil
+}
+
+// lockKey serialises Put and Delete of one key, so the local copy follows
+// the inner store's order of writes.
+func (c *Cache) lockKey(key string) func() {
+	c.mu.Lock()
+	kl := c.keyLocks[key]
+	if kl == nil {
+		kl = &keyLock{}
+		c.keyLocks[key] = kl
+	}
+	kl.n++
+	c.mu.Unlock()
+	kl.mu.Lock()
+	return func() {
+		kl.mu.Unlock()
+		c.mu.Lock()
+		if kl.n--; kl.n == 0 {
+			delete(c.keyLocks, key)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Put stores the object in the inner store, then keeps a local copy (see
+// the package doc). Errors are the inner store's; a failing local copy is
+// logged at debug level and leaves the object uncached.
+func (c *Cache) Put(ctx context.Context, key string, r io.Reader, size int64, meta blob.Metadata) error {
+	if err := blob.ValidateKey(key); err != nil {
+		return fmt.Errorf("cache: put %q: %w", key, err)
+	}
+	unlock := c.lockKey(key)
+	defer unlock()
+
+	hdr := header(key, meta)
+	cacheIt := size >= 0 && int64(len(hdr))+size <= c.max
+	var start int64 = -1
+	rs, seekable := r.(io.ReadSeeker)
+	if seekable && cacheIt {
+		if off, err := rs.Seek(0, io.SeekCurrent); err == nil {
+			start = off
+		}
+	}
+	var tmp *os.File
+	var tee *safeWriter
+	body := r
+	if cacheIt && start < 0 {
+		var err error
+		if tmp, err = c.createTemp(hdr); err != nil {
+			c.log.Debug("cache: put: temp file", "key", key, "err", err)
+		} else {
+			tee = &safeWriter{w: tmp}
+			body = io.TeeReader(r, tee)
+		}
+	}
+	abort := func() {
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}
+	if err := c.inner.Put(ctx, key, body, size, meta); err != nil {
+		abort()
+		c.drop(key) // the inner object may have changed (an ambiguous failure)
+		return err
+	}
+	if !cacheIt {
+		c.drop(key)
+		return nil
+	}
+	var err error
+	switch {
+	case start >= 0:
+		if tmp, err = c.createTemp(hdr); err == nil {
+			if _, err = rs.Seek(start, io.SeekStart); err == nil {
+				var n int64
+				n, err = io.Copy(tmp, io.LimitReader(rs, size))
+				if err == nil && n != size {
+					err = fmt.Errorf("second pass read %d bytes, want %d", n, size)
+				}
+			}
+		}
+	case tee != nil:
+		err = tee.err
+		if err == nil && tee.n != size {
+			err = fmt.Errorf("tee wrote %d bytes, want %d", tee.n, size)
+		}
+	default:
+		err = errors.New("no temp file")
+	}
+	if err != nil {
+		c.log.Debug("cache: put: local copy", "key", key, "err", err)
+		abort()
+		c.drop(key)
+		return nil
+	}
+	c.install(key, tmp, int64(len(hdr)), size, false, nil)
+	return nil
+}
+
+// safeWriter records the first write error instead of returning it, so a
+// failing local copy cannot fail the inner Put it tees.
+type safeWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (s *safeWriter) Write(p []byte) (int, error) {
+	if s.err == nil {
+		n, err := s.w.Write(p)
+		s.n += int64(n)
+		s.err = err
+	}
+	return len(p), nil
+}
+
+// createTemp creates a temp file in tmp/ holding hdr.
+func (c *Cache) createTemp(hdr []byte) (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Join(c.cfg.Dir, tmpDir), "fill-*")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(hdr); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+// install fsyncs and closes tmp (header of hdrLen bytes, then size bytes)
+// and makes it the cached copy of key, evicting to make room. fromRead
+// marks a read-through fill (its read counts as the object's first read);
+// f, if not nil, is that fill, and is not installed when stale. install
+// always consumes tmp.
+func (c *Cache) install(key string, tmp *os.File, hdrLen, size int64, fromRead bool, f *fill) {
+	err := tmp.Sync()
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		c.log.Debug("cache: install", "key", key, "err", err)
+		os.Remove(tmp.Name())
+		return
+	}
+	name := objName(key)
+	path := c.objPath(name)
+	disk := hdrLen + size
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || (f != nil && f.stale) || disk > c.max {
+		os.Remove(tmp.Name())
+		return
+	}
+	if !fromRead {
+		if fl := c.fills[key]; fl != nil {
+			fl.stale = true
+		}
+	}
+	if old := c.entries[key]; old != nil {
+		c.removeLocked(old)
+	}
+	for c.bytes+disk > c.max {
+		v := c.victimLocked()
+		if v == nil {
+			break
+		}
+		c.removeLocked(v)
+		c.evictions++
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		c.log.Debug("cache: install", "key", key, "err", err)
+		os.Remove(tmp.Name())
+		return
+	}
+	e := &entry{key: key, name: name, body: hdrLen, disk: disk, score: 1, epoch: c.epoch}
+	c.tick++
+	e.tick = c.tick
+	e.lastAccess = c.now()
+	if fromRead {
+		e.reads = 1
+	}
+	e.elem = c.lru.PushFront(e)
+	c.entries[key] = e
+	c.bytes += disk
+	c.dirty = true
+}
+
+// drop removes key's local copy, if any, and spoils a fill in progress.
+func (c *Cache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.fills[key]; f != nil {
+		f.stale = true
+	}
+	if e := c.entries[key]; e != nil {
+		c.removeLocked(e)
+	}
+}
+
+// removeLocked forgets e and deletes its file (readers that have it open
+// keep reading).
+func (c *Cache) removeLocked(e *entry) {
+	delete(c.entries, e.key)
+	c.lru.Remove(e.elem)
+	c.bytes -= e.disk
+	c.dirty = true
+	if err := os.Remove(c.objPath(e.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Debug("cache: remove", "key", e.key, "err", err)
+	}
+}
+
+// decayed returns e's score as of the current epoch.
+func (c *Cache) decayed(e *entry) int64 {
+	d := c.epoch - e.epoch
+	if d >= 63 {
+		return 0
+	}
+	return e.score >> d
+}
+
+// victimLocked returns the next object to evict, or nil when empty.
+func (c *Cache) victimLocked() *entry {
+	back := c.lru.Back()
+	if back == nil {
+		return nil
+	}
+	if c.policy == PolicyLRU {
+		return back.Value.(*entry)
+	}
+	var best *entry
+	var bestScore int64
+	// Walk from the least recent, so that among equal scores the oldest
+	// access wins.
+	for el := back; el != nil; el = el.Prev() {
+		e := el.Value.(*entry)
+		if s := c.decayed(e); best == nil || s < bestScore {
+			best, bestScore = e, s
+		}
+	}
+	return best
+}
+
+// touchLocked records a read of e.
+func (c *Cache) touchLocked(e *entry) {
+	c.tick++
+	e.tick = c.tick
+	e.lastAccess = c.now()
+	e.reads++
+	e.score = c.decayed(e) + 1
+	e.epoch = c.epoch
+	c.lru.MoveToFront(e.elem)
+	c.dirty = true
+}
+
+// countReadLocked advances the ageing clock by one read.
+func (c *Cache) countReadLocked() {
+	c.ageCount++
+	if c.ageCount >= c.agePeriod {
+		c.ageCount = 0
+		c.epoch++
+	}
+	c.dirty = true
+}
+
+// NewRangeReader serves the range from the local copy on a hit; on a miss
+// it reads through (see the package doc). Errors are the inner store's
+// (ErrNotFound from this call), ErrInvalidKey, or ErrClosed.
+func (c *Cache) NewRangeReader(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("cache: get %q: %w", key, err)
+	}
+	whole := offset == 0 && length < 0
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("cache: get %q: %w", key, ErrClosed)
+		}
+		if e := c.entries[key]; e != nil {
+			r, err := c.openLocked(e, offset, length)
+			if err == nil {
+				c.hits++
+				c.countReadLocked()
+				c.touchLocked(e)
+				c.mu.Unlock()
+				return r, nil
+			}
+			c.log.Warn("cache: open cached object", "key", key, "err", err)
+			c.removeLocked(e)
+		}
+		if !whole {
+			c.mu.Unlock()
+			r, err := c.inner.NewRangeReader(ctx, key, offset, length)
+			if err == nil {
+				c.count(false)
+			}
+			return r, err
+		}
+		if f := c.fills[key]; f != nil {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("cache: get %q: %w", key, ctx.Err())
+			}
+			if f.noFill {
+				break // read it ourselves, uncached
+			}
+			continue // look again: installed, or fill failed and we try
+		}
+		f := &fill{done: make(chan struct{})}
+		c.fills[key] = f
+		c.mu.Unlock()
+		return c.readThrough(ctx, key, f)
+	}
+	r, err := c.inner.NewRangeReader(ctx, key, 0, -1)
+	if err == nil {
+		c.count(false)
+	}
+	return r, err
+}
+
+// count counts a read that was not served from a local copy.
+func (c *Cache) count(hit bool) {
+	c.mu.Lock()
+	if hit {
+		c.hits++
+	} else {
+		c.misses++
+	}
+	c.countReadLocked()
+	c.mu.Unlock()
+}
+
+// openLocked opens e's file at the range.
+func (c *Cache) openLocked(e *entry, offset, length int64) (io.ReadCloser, error) {
+	f, err := os.Open(c.objPath(e.name))
+	if err != nil {
+		return nil, err
+	}
+	size := e.size()
+	if offset > size {
+		offset = size
+	}
+	if length < 0 || offset+length > size {
+		length = size - offset
+	}
+	return &fileReader{SectionReader: io.NewSectionReader(f, e.body+offset, length), f: f}, nil
+}
+
+type fileReader struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (r *fileReader) Close() error { return r.f.Close() }
+
+// endFill ends f: it leaves the fills map and wakes the waiters.
+func (c *Cache) endFill(key string, f *fill) {
+	c.mu.Lock()
+	if c.fills[key] == f {
+		delete(c.fills, key)
+	}
+	c.mu.Unlock()
+	close(f.done)
+}
+
+// readThrough opens the whole object in the inner store and tees it into
+// a temp file as the caller reads it.
+func (c *Cache) readThrough(ctx context.Context, key string, f *fill) (io.ReadCloser, error) {
+	r, err := c.inner.NewRangeReader(ctx, key, 0, -1)
+	if err != nil {
+		c.endFill(key, f)
+		return nil, err
+	}
+	c.count(false)
+	hdr := header(key, nil)
+	tr := &teeReader{c: c, key: key, f: f, r: r, hdrLen: int64(len(hdr))}
+	if tr.tmp, err = c.createTemp(hdr); err != nil {
+		c.log.Debug("cache: fill: temp file", "key", key, "err", err)
+		f.noFill = true
+		c.endFill(key, f)
+		tr.f = nil
+	}
+	return tr, nil
+}
+
+// teeReader streams an inner reader to the caller while filling the cache.
+type teeReader struct {
+	c      *Cache
+	key    string
+	f      *fill // nil once the fill has ended
+	r      io.ReadCloser
+	tmp    *os.File
+	hdrLen int64
+	n      int64
+}
+
+func (t *teeReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if t.f != nil && n > 0 {
+		t.n += int64(n)
+		if t.hdrLen+t.n > t.c.max {
+			t.f.noFill = true
+			t.abort()
+		} else if _, werr := t.tmp.Write(p[:n]); werr != nil {
+			t.c.log.Debug("cache: fill: write", "key", t.key, "err", werr)
+			t.abort()
+		}
+	}
+	if t.f != nil && err != nil {
+		if err == io.EOF {
+			t.c.install(t.key, t.tmp, t.hdrLen, t.n, true, t.f)
+			t.c.endFill(t.key, t.f)
+			t.f = nil
+		} else {
+			t.abort()
+		}
+	}
+	return n, err
+}
+
+// abort ends the fill without installing anything.
+func (t *teeReader) abort() {
+	if t.f == nil {
+		return
+	}
+	t.tmp.Close()
+	os.Remove(t.tmp.Name())
+	t.c.endFill(t.key, t.f)
+	t.f = nil
+}
+
+func (t *teeReader) Close() error {
+	t.abort()
+	return t.r.Close()
+}
+
+// Stat passes through to the inner store.
+func (c *Cache) Stat(ctx context.Context, key string) (blob.Attrs, error) {
+	return c.inner.Stat(ctx, key)
+}
+
+// List passes through to the inner store.
+func (c *Cache) List(ctx context.Context, prefix string, fn func(blob.Attrs) error) error {
+	return c.inner.List(ctx, prefix, fn)
+}
+
+// Delete deletes the object in the inner store, then its local copy
+// (whatever the inner store answered). Errors are the inner store's.
+func (c *Cache) Delete(ctx context.Context, key string) error {
+	if err := blob.ValidateKey(key); err != nil {
+		return fmt.Errorf("cache: delete %q: %w", key, err)
+	}
+	unlock := c.lockKey(key)
+	defer unlock()
+	err := c.inner.Delete(ctx, key)
+	c.drop(key)
+	return err
+}
+
+// Purge empties the cache: every local copy and every counter. Fills in
+// progress are not installed. The inner store is untouched.
+func (c *Cache) Purge(ctx context.Context) error {
+	c.mu.Lock()
+	for _, f := range c.fills {
+		f.stale = true
+	}
+	for _, e := range c.entries {
+		c.removeLocked(e)
+	}
+	c.hits, c.misses, c.evictions = 0, 0, 0
+	c.dirty = true
+	c.mu.Unlock()
+	return c.Flush()
+}
