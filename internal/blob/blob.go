@@ -11,6 +11,13 @@
 // implementation must reject other keys with ErrInvalidKey before touching
 // storage, so that no key can escape the store's root.
 //
+// Key-scheme rule: no key is a prefix of another key followed by "/" (never
+// "a" and "a/b" at once). S3-compatible servers that keep objects as files
+// (versitygw's posix backend, MinIO on one disk) cannot hold both, and
+// ValidateKey cannot see it; every key scheme built on a Store (mailstore's
+// "<account>/msg/<ULID>", journals, snapshots) must keep to it, and the
+// conformance suite does not test such pairs.
+//
 // Metadata keys are lower-case ASCII [a-z0-9-]; values are printable ASCII
 // (0x20..0x7e). The whole set (keys plus values) must not exceed
 // MaxMetadataBytes, the limit S3 puts on user-defined metadata

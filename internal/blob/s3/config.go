@@ -90,24 +90,10 @@ type Config struct {
 	// MaxBackoff caps the wait between two tries. Zero: 2s.
 	MaxBackoff time.Duration `toml:"max_backoff"`
 
-	// FileGateway stores each object under its key plus a "!" marker
-	// ("a/b" as "a/b!"). Servers that keep objects as files (versitygw
-	// posix, MinIO on one disk) cannot hold an object "a" and an object
-	// "a/b" at once; the marker makes the names distinct while keeping
-	// lexical order ("!" sorts before every key byte). Off by default:
-	// bucketmail's own key scheme never needs it. Switching it on a bucket
-	// that has objects hides them.
-	FileGateway bool `toml:"file_gateway"`
-	// MultipartPut uploads every non-empty object as a one-part multipart
-	// upload (CreateMultipartUpload, UploadPart, CompleteMultipartUpload)
-	// instead of one PutObject. The object appears only at Complete, which
-	// is sent after the part was accepted whole, so an upload cut short
-	// (reader error, wrong size, cancelled ctx, lost connection) never
-	// leaves a truncated object, even on servers that store whatever part
-	// of a PutObject body arrived before the connection closed (versitygw
-	// 1.8.0 does; AWS S3 and MinIO do not). Costs two more requests per
-	// Put. Off by default.
-	MultipartPut bool `toml:"multipart_put"`
+	// SpoolDir holds the temporary copy Put makes of a body it can
+	// neither seek nor verify otherwise (plain http, unseekable reader, no
+	// MetaSHA256; see the package doc). Empty: os.TempDir().
+	SpoolDir string `toml:"spool_dir"`
 	// SkipBucketCheck makes New skip its HeadBucket request, so a store
 	// can be created while S3 is down (operations then fail with
 	// blob.ErrUnavailable until it is back).
@@ -121,8 +107,8 @@ func (c Config) String() string {
 	if ep == "" {
 		ep = "aws"
 	}
-	return fmt.Sprintf("s3 endpoint=%s region=%s bucket=%s prefix=%q path_style=%v file_gateway=%v multipart_put=%v",
-		ep, c.Region, c.Bucket, c.Prefix, c.PathStyle, c.FileGateway, c.MultipartPut)
+	return fmt.Sprintf("s3 endpoint=%s region=%s bucket=%s prefix=%q path_style=%v",
+		ep, c.Region, c.Bucket, c.Prefix, c.PathStyle)
 }
 
 // Validate reports every problem in the config at once, each wrapping

@@ -2,6 +2,8 @@ package s3
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -64,7 +66,6 @@ func TestRetries(t *testing.T) {
 	cfg := testConfig(g, g.Bucket)
 	cfg.Endpoint = srv.URL
 	cfg.MaxAttempts = 3
-	cfg.MultipartPut = false
 	s := newTestStore(t, cfg)
 	ctx := context.Background()
 	mustPut(t, s, "r/1", "data", nil)
@@ -124,10 +125,26 @@ func TestRetries(t *testing.T) {
 		t.Errorf("r/file = %q", got)
 	}
 
-	// An unseekable one is not: one request, ErrUnavailable, no object.
+	// So is an unseekable one without a known SHA-256: over plain http
+	// it is spooled to a file first.
 	p.set("PUT", 1)
 	before = s.Stats()
-	err = s.Put(ctx, "r/3", iotest.OneByteReader(strings.NewReader("third")), 5, nil)
+	if err := s.Put(ctx, "r/spooled", iotest.OneByteReader(strings.NewReader("spooled")), 7, nil); err != nil {
+		t.Fatalf("spooled Put after one SlowDown = %v", err)
+	}
+	if n := delta(before, "PutObject.requests"); n != 2 {
+		t.Errorf("spooled PutObject requests = %d, want 2", n)
+	}
+	if got := read(t, s, "r/spooled", 0, -1); got != "spooled" {
+		t.Errorf("r/spooled = %q", got)
+	}
+
+	// An unseekable one with its SHA-256 known is sent as it is read, so
+	// it is not retried: one request, ErrUnavailable, no object.
+	p.set("PUT", 1)
+	before = s.Stats()
+	sum := sha256.Sum256([]byte("third"))
+	err = s.Put(ctx, "r/3", iotest.OneByteReader(strings.NewReader("third")), 5, blob.Metadata{MetaSHA256: hex.EncodeToString(sum[:])})
 	if !errors.Is(err, blob.ErrUnavailable) {
 		t.Errorf("unseekable Put after one SlowDown = %v, want ErrUnavailable", err)
 	}

@@ -1,12 +1,13 @@
 // Package s3 is a blob.Store on an S3-compatible object store
 // (aws-sdk-go-v2), tested against versitygw.
 //
-// Layout: the object for blob key K is "Prefix/K" in the bucket ("Prefix/K!"
-// with Config.FileGateway); user metadata is sent as x-amz-meta-* headers.
+// Layout: the object for blob key K is "Prefix/K" in the bucket; user
+// metadata is sent as x-amz-meta-* headers. Servers that keep objects as
+// files (versitygw posix, MinIO on one disk) cannot hold "a" and "a/b" at
+// once; blob keys never need that (see the key rules in package blob).
 // Operations map to S3 as follows:
 //
 //	Put            PutObject, streamed from the reader with Content-Length = size
-//	               (with Config.MultipartPut: a one-part multipart upload)
 //	NewRangeReader GetObject with "Range: bytes=off-end" (HeadObject for length 0)
 //	Stat           HeadObject
 //	Delete         HeadObject, then DeleteObject (S3 deletes missing keys silently;
@@ -15,21 +16,34 @@
 //	List           ListObjectsV2, paginated; S3 returns keys in UTF-8 byte
 //	               order, which is the lexical order blob.Store promises
 //
-// Put streaming. The body is never buffered: the reader is wrapped to
-// count bytes and hold back the last byte until the reader has reported
-// EOF, so a reader that is longer or shorter than size aborts the request
-// before the server has a complete body, and S3 (whose PutObject is
-// atomic and checks Content-Length) stores nothing. Over https the SDK
-// sends the body aws-chunked with a trailing CRC32
-// (STREAMING-UNSIGNED-PAYLOAD-TRAILER). Over plain http SigV4 would need
-// the payload's SHA-256 before sending, which means reading the body
-// twice, and the SDK refuses trailing checksums without TLS; so the
-// payload goes as UNSIGNED-PAYLOAD with no checksum (headers are still
-// signed). Use http only on loopback or a trusted network. A Put is
-// retried (5xx, SlowDown, connection errors) only when the reader is an
-// io.Seeker (a spool file, a bytes.Reader); otherwise it is tried once.
-// versitygw 1.8.0 stores the truncated body of a plain-http PutObject cut
-// short by the client; Config.MultipartPut avoids that.
+// Put streaming and payload signing. Each Put is exactly one PutObject
+// request (one more per retry). The body is never held in memory: it is
+// wrapped to count bytes and hold back the last byte until the reader has
+// reported EOF, so a reader that is longer or shorter than size aborts the
+// request before the server has a complete body. The server must also be
+// able to tell a body cut short (the connection closed mid-body) from a
+// whole one: some (versitygw 1.8.0) store whatever part of an unverified
+// body arrived. So every body is verified by the server:
+//
+//   - meta["sha256"] (MetaSHA256) holding 64 hex digits is taken as the
+//     SHA-256 of the body and sent as the signed x-amz-content-sha256
+//     (the spool file of a delivery: mailstore sets it). The body is read
+//     once. A value that does not match makes the server refuse the object
+//     (XAmzContentSHA256Mismatch), so a wrong value fails safe.
+//   - Otherwise, over https, the body goes aws-chunked with a trailing
+//     CRC32 (STREAMING-UNSIGNED-PAYLOAD-TRAILER), streamed in one pass.
+//   - Otherwise, over plain http, a seekable reader (io.Seeker: a file, a
+//     bytes.Reader) is read twice: once by the SDK to compute the SHA-256
+//     that signs the payload, once to send it.
+//   - Otherwise (plain http, unseekable reader, no hash) the body is first
+//     copied to a temporary file in Config.SpoolDir and then sent signed:
+//     the SDK refuses trailing checksums without TLS and cannot sign
+//     aws-chunked uploads, so there is no one-pass way to have the server
+//     check it.
+//
+// A Put is retried (5xx, SlowDown, connection errors) only when its body
+// is seekable (the caller's reader or the spool); otherwise it is tried
+// once.
 //
 // Limits: S3 caps the request header section at 8 KiB and user metadata
 // at 2 KiB (keys plus values). Each x-amz-meta-* header costs its name
@@ -37,7 +51,7 @@
 // blob.MaxMetadataBytes but spread over many keys can be refused: Put
 // then fails with blob.ErrInvalidMetadata (S3 codes MetadataTooLarge,
 // RequestHeaderSectionTooLarge). Object names are at most 1024 bytes
-// including Prefix and the FileGateway marker.
+// including Prefix.
 //
 // Metadata values. HTTP trims leading and trailing blanks from header
 // values, and the SDK trims what it receives; so a value that is empty,
@@ -62,9 +76,11 @@ package s3
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -85,7 +101,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -93,14 +108,13 @@ import (
 	"github.com/bucketmail/bucketmail/internal/blob"
 )
 
-// marker ends every object name with Config.FileGateway. It sorts before
-// every byte a key may hold, so lexical order is kept.
-const marker = "!"
+// MetaSHA256 is the metadata key whose value, when it is 64 hex digits,
+// Put sends as the body's signed SHA-256 (see the package doc).
+const MetaSHA256 = "sha256"
 
 // Operations counted by Stats.
 var operations = []string{
 	"PutObject", "GetObject", "HeadObject", "DeleteObject", "ListObjectsV2", "HeadBucket",
-	"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload",
 }
 
 // Store is a blob.Store on one bucket (and prefix). Safe for concurrent use.
@@ -108,7 +122,6 @@ type Store struct {
 	client *s3.Client
 	cfg    Config
 	prefix string // "" or "p/"
-	suffix string // "" or marker
 	https  bool
 	log    *slog.Logger
 	stats  map[string]*opStats // fixed at New: read without a lock
@@ -139,9 +152,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
 		log:    logger,
 		stats:  make(map[string]*opStats, len(operations)),
 		https:  true,
-	}
-	if cfg.FileGateway {
-		s.suffix = marker
 	}
 	for _, op := range operations {
 		s.stats[op] = &opStats{}
@@ -333,8 +343,7 @@ func (s *Store) countMiddleware(stack *middleware.Stack) error {
 // "<Op>.requests" (HTTP requests, retries included) and "<Op>.errors"
 // (calls that failed, not counting a missing object), for Op in
 // PutObject, GetObject, HeadObject, DeleteObject, ListObjectsV2,
-// HeadBucket and, with MultipartPut, CreateMultipartUpload, UploadPart,
-// CompleteMultipartUpload and AbortMultipartUpload.
+// HeadBucket.
 func (s *Store) Stats() map[string]uint64 {
 	m := make(map[string]uint64, 3*len(s.stats))
 	for op, st := range s.stats {
@@ -358,10 +367,10 @@ func (s *Store) Close() error {
 func (s *Store) Config() Config { return s.cfg }
 
 // objectKey is the S3 object name for a blob key.
-func (s *Store) objectKey(key string) string { return s.prefix + key + s.suffix }
+func (s *Store) objectKey(key string) string { return s.prefix + key }
 
 // Put implements blob.Store. See the package doc for how the body is
-// streamed and checked.
+// streamed and how the server verifies it.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, meta blob.Metadata) error {
 	if err := blob.ValidateKey(key); err != nil {
 		return fmt.Errorf("blob: put %s: %w", key, err)
@@ -378,53 +387,64 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	if r == nil {
 		r = strings.NewReader("") // as blob/fs: a nil reader is empty
 	}
+	hash := knownHash(meta)
 	body := newSizedReader(ctx, r, size)
-	var stream io.Reader = body
-	if body.seekable() {
-		stream = seekableSized{body}
-	}
 	if size == 0 {
 		// Nothing to send, but the reader must be empty.
 		if _, err := body.Read(make([]byte, 1)); err != io.EOF {
 			return fmt.Errorf("blob: put %s: %w", key, err)
 		}
-		stream = strings.NewReader("")
+		body = newSizedReader(ctx, strings.NewReader(""), 0)
+		hash = emptySHA256
+	}
+	if hash == "" && !s.https && !body.seekable() {
+		f, h, err := s.spool(body)
+		if err != nil {
+			return fmt.Errorf("blob: put %s: %w", key, err)
+		}
+		defer func() {
+			f.Close()
+			os.Remove(f.Name())
+		}()
+		body, hash = newSizedReader(ctx, io.NewSectionReader(f, 0, size), size), h
+	}
+	var stream io.Reader = body
+	if body.seekable() {
+		stream = seekableSized{body}
 	}
 	var optFns []func(*s3.Options)
-	if !s.https {
-		// Plain http: no payload hash (it would need the whole body before
-		// sending), see the package doc.
-		optFns = append(optFns, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
-	} else {
-		// https: a trailing CRC32 computed while streaming.
+	if hash != "" {
+		// The signed payload hash: the server checks the body against it.
+		optFns = append(optFns, s3.WithAPIOptions(func(st *middleware.Stack) error {
+			_, err := st.Finalize.Swap(computePayloadHashID, knownPayloadHash(hash))
+			return err
+		}))
+	} else if s.https {
+		// A trailing CRC32 computed while streaming (the SDK sends https
+		// payloads unsigned).
 		optFns = append(optFns, func(o *s3.Options) {
 			o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenSupported
 		})
 	}
+	// else plain http and seekable: the SDK reads the body to sign it.
 	if !body.seekable() {
 		// A retry would have to send the body again.
 		optFns = append(optFns, func(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) })
 	}
-	var err error
-	if s.cfg.MultipartPut && size > 0 {
-		err = s.putMultipart(ctx, key, stream, size, meta, optFns)
-	} else {
-		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:        aws.String(s.cfg.Bucket),
-			Key:           aws.String(s.objectKey(key)),
-			Body:          stream,
-			ContentLength: aws.Int64(size),
-			ContentType:   aws.String("application/octet-stream"),
-			Metadata:      encodeMeta(meta),
-		}, optFns...)
-	}
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        aws.String(s.cfg.Bucket),
+		Key:           aws.String(s.objectKey(key)),
+		Body:          stream,
+		ContentLength: aws.Int64(size),
+		ContentType:   aws.String("application/octet-stream"),
+		Metadata:      encodeMeta(meta),
+	}, optFns...)
 	if cerr := ctx.Err(); cerr != nil && err != nil {
 		return fmt.Errorf("blob: put %s: %w", key, cerr)
 	}
 	if berr := body.failure(); berr != nil {
 		// The reader failed or had the wrong size and the request was cut
-		// short. S3 stores nothing then (see MultipartPut for servers
-		// that do).
+		// short; the server could not verify the body and stored nothing.
 		return fmt.Errorf("blob: put %s: %w", key, berr)
 	}
 	if err != nil {
@@ -438,60 +458,54 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	return nil
 }
 
-// putMultipart uploads the body as the only part of a multipart upload:
-// the object appears at CompleteMultipartUpload, which is sent only after
-// the part was accepted whole. On failure the upload is aborted (with a
-// fresh 10s deadline when ctx is done); if that fails too, the part stays
-// until a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes it.
-func (s *Store) putMultipart(ctx context.Context, key string, body io.Reader, size int64, meta blob.Metadata, optFns []func(*s3.Options)) error {
-	bucket, obj := aws.String(s.cfg.Bucket), aws.String(s.objectKey(key))
-	// Over https the part carries a trailing CRC32, which the upload must
-	// announce at creation (else Complete fails with InvalidPart).
-	var algo types.ChecksumAlgorithm
-	if s.https {
-		algo = types.ChecksumAlgorithmCrc32
+// emptySHA256 is the SHA-256 of no bytes, in hex.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// computePayloadHashID is the SDK's SigV4 middleware that sets the
+// payload hash (aws/signer/v4); Put swaps it when the hash is known.
+const computePayloadHashID = "ComputePayloadHash"
+
+// knownHash returns meta[MetaSHA256] in lower case when it is 64 hex
+// digits, else "".
+func knownHash(meta blob.Metadata) string {
+	h := strings.ToLower(meta[MetaSHA256])
+	if len(h) != 64 {
+		return ""
 	}
-	cu, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket:            bucket,
-		Key:               obj,
-		ContentType:       aws.String("application/octet-stream"),
-		Metadata:          encodeMeta(meta),
-		ChecksumAlgorithm: algo,
-	})
+	if _, err := hex.DecodeString(h); err != nil {
+		return ""
+	}
+	return h
+}
+
+// knownPayloadHash is a Finalize middleware that sets the SigV4 payload
+// hash to a value known in advance, in place of the SDK's.
+type knownPayloadHash string
+
+func (knownPayloadHash) ID() string { return computePayloadHashID }
+
+func (h knownPayloadHash) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+	return next.HandleFinalize(v4.SetPayloadHash(ctx, string(h)), in)
+}
+
+// spool copies body (a sizedReader: it checks the size and ctx) to a
+// temporary file in Config.SpoolDir and returns the file and the body's
+// SHA-256 in hex. The caller closes and removes the file.
+func (s *Store) spool(body *sizedReader) (*os.File, string, error) {
+	f, err := os.CreateTemp(s.cfg.SpoolDir, "bucketmail-s3-put-*")
 	if err != nil {
-		return err
+		return nil, "", fmt.Errorf("spool: %w", err)
 	}
-	up, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-		Bucket:            bucket,
-		Key:               obj,
-		UploadId:          cu.UploadId,
-		PartNumber:        aws.Int32(1),
-		Body:              body,
-		ContentLength:     aws.Int64(size),
-		ChecksumAlgorithm: algo,
-	}, optFns...)
-	if err == nil {
-		_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-			Bucket:   bucket,
-			Key:      obj,
-			UploadId: cu.UploadId,
-			MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{{
-				PartNumber:    aws.Int32(1),
-				ETag:          up.ETag,
-				ChecksumCRC32: up.ChecksumCRC32,
-			}}},
-		})
-	}
-	if err != nil {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, aerr := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: bucket, Key: obj, UploadId: cu.UploadId})
-		if aerr != nil {
-			s.log.Warn("s3: abort multipart upload failed; its part stays until a lifecycle rule removes it",
-				"key", key, "upload_id", aws.ToString(cu.UploadId), "err", aerr)
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), body); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		if berr := body.failure(); berr != nil {
+			return nil, "", berr
 		}
+		return nil, "", fmt.Errorf("spool: %w", err)
 	}
-	return err
+	return f, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // NewRangeReader implements blob.Store.
@@ -622,9 +636,6 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Attrs) err
 		for _, o := range page.Contents {
 			name := aws.ToString(o.Key)
 			key, ok := strings.CutPrefix(name, s.prefix)
-			if ok && s.suffix != "" {
-				key, ok = strings.CutSuffix(key, s.suffix)
-			}
 			if !ok || blob.ValidateKey(key) != nil {
 				s.log.Debug("s3: list: skipping foreign object", "object", name)
 				continue

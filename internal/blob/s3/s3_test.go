@@ -2,10 +2,13 @@ package s3
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,8 +34,6 @@ func testConfig(g *s3gw.Gateway, bucket string) Config {
 		Region:         g.Region,
 		Bucket:         bucket,
 		PathStyle:      true,
-		FileGateway:    true,
-		MultipartPut:   true,
 		Credentials:    credentials.NewStaticCredentialsProvider(g.AccessKey, g.SecretKey, ""),
 		ConnectTimeout: time.Second,
 		IdleTimeout:    5 * time.Second,
@@ -117,8 +118,8 @@ func TestRangeOnTheWire(t *testing.T) {
 			t.Errorf("range(%d, %d) = %q, want %q", c.off, c.n, got, c.want)
 		}
 		reqs := g.Requests()
-		if len(reqs) != 1 || reqs[0].Method != c.method || reqs[0].Status != c.status || reqs[0].Path != "/mail/msg/1!" {
-			t.Errorf("range(%d, %d): requests %+v, want one %s /mail/msg/1! answered %d", c.off, c.n, reqs, c.method, c.status)
+		if len(reqs) != 1 || reqs[0].Method != c.method || reqs[0].Status != c.status || reqs[0].Path != "/mail/msg/1" {
+			t.Errorf("range(%d, %d): requests %+v, want one %s /mail/msg/1 answered %d", c.off, c.n, reqs, c.method, c.status)
 		}
 	}
 }
@@ -140,8 +141,8 @@ func TestPrefix(t *testing.T) {
 	mustPut(t, s, "x/2", "two", nil)
 	mustPut(t, o, "x/3", "other tenant", nil)
 	mustPut(t, r, "tenant/a/y", "no prefix", nil)
-	// Objects land under the prefix (with the file-gateway marker).
-	for _, f := range []string{"tenant/a/x/1!", "tenant/a/x/2!", "tenant/ab/x/3!", "tenant/a/y!"} {
+	// Objects land under the prefix.
+	for _, f := range []string{"tenant/a/x/1", "tenant/a/x/2", "tenant/ab/x/3", "tenant/a/y"} {
 		if _, err := os.Stat(filepath.Join(g.Dir, g.Bucket, filepath.FromSlash(f))); err != nil {
 			t.Errorf("object file %s: %v", f, err)
 		}
@@ -173,17 +174,16 @@ func TestPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := g.Requests()
-	if len(reqs) != 2 || reqs[0].Method != "HEAD" || reqs[1].Method != "DELETE" || reqs[1].Path != "/mail/tenant/a/x/1!" {
-		t.Errorf("Delete sent %+v, want HEAD then DELETE of /mail/tenant/a/x/1!", reqs)
+	if len(reqs) != 2 || reqs[0].Method != "HEAD" || reqs[1].Method != "DELETE" || reqs[1].Path != "/mail/tenant/a/x/1" {
+		t.Errorf("Delete sent %+v, want HEAD then DELETE of /mail/tenant/a/x/1", reqs)
 	}
 }
 
-// TestPutObjectMode runs the default mode (one PutObject, no key marker)
-// against the gateway, on keys that do not need the file-gateway marker.
-func TestPutObjectMode(t *testing.T) {
+// TestPutObject: one PutObject per Put, metadata encoding on the wire,
+// size checks.
+func TestPutObject(t *testing.T) {
 	g := s3gw.Start(t)
 	cfg := testConfig(g, g.Bucket)
-	cfg.FileGateway, cfg.MultipartPut = false, false
 	s := newTestStore(t, cfg)
 	ctx := context.Background()
 	meta := blob.Metadata{"plain": "a b", "x-odd": " leading and trailing ", "empty": "", "word": "=?UTF-8?B?eA==?="}
@@ -260,38 +260,118 @@ func TestPutObjectMode(t *testing.T) {
 	}
 }
 
-// TestVersitygwKeepsTruncatedPut documents the versitygw 1.8.0 behaviour
-// MultipartPut exists for: a PutObject whose connection closes mid-body
-// is stored, truncated. If this starts failing, versitygw was fixed.
-func TestVersitygwKeepsTruncatedPut(t *testing.T) {
-	g := s3gw.Start(t)
-	cfg := testConfig(g, g.Bucket)
-	cfg.MultipartPut = false
-	s := newTestStore(t, cfg)
-	err := s.Put(context.Background(), "cut", io.MultiReader(strings.NewReader(strings.Repeat("b", 256<<10)), iotest.ErrReader(errBroken)), 1<<20, nil)
-	if !errors.Is(err, errBroken) {
-		t.Fatalf("Put = %v, want the reader's error", err)
-	}
-	a, err := s.Stat(context.Background(), "cut")
+// cutProxy forwards TCP connections to target, passing at most limit
+// bytes from the client before closing both sides: a request body cut
+// short on the wire.
+func cutProxy(t *testing.T, target string, limit int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Skipf("versitygw no longer keeps a truncated PutObject (%v): MultipartPut is not needed for it", err)
+		t.Fatal(err)
 	}
-	if a.Size <= 0 || a.Size >= 1<<20 {
-		t.Fatalf("stored %d bytes, want a truncated object", a.Size)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(c, u)
+				io.CopyN(u, c, limit)
+				// Let the server see the short body end with the
+				// connection, as when a client dies mid-upload.
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// TestCutShortPutNotStored: a PutObject whose connection closes mid-body
+// leaves no object, in every way Put sends a body over plain http (known
+// SHA-256, seekable reader hashed by the SDK, unseekable reader spooled).
+// versitygw 1.8.0 stores a truncated unverified body; these bodies are
+// all signed with their SHA-256, which the gateway checks.
+func TestCutShortPutNotStored(t *testing.T) {
+	g := s3gw.Start(t)
+	direct := newTestStore(t, testConfig(g, g.Bucket))
+	u, _ := url.Parse(g.Endpoint)
+	cfg := testConfig(g, g.Bucket)
+	cfg.Endpoint = cutProxy(t, u.Host, 300<<10)
+	cfg.MaxAttempts = 1
+	cfg.SpoolDir = t.TempDir()
+	s := newTestStore(t, cfg)
+	const size = 1 << 20
+	data := strings.Repeat("0123456789abcdef", size/16)
+	sum := sha256.Sum256([]byte(data))
+	cases := []struct {
+		name string
+		r    io.Reader
+		meta blob.Metadata
+	}{
+		{"known-hash", iotest.HalfReader(strings.NewReader(data)), blob.Metadata{MetaSHA256: hex.EncodeToString(sum[:])}},
+		{"seekable", strings.NewReader(data), nil},
+		{"spooled", iotest.HalfReader(strings.NewReader(data)), nil},
 	}
-	// The same with MultipartPut leaves nothing.
-	cfg.MultipartPut = true
-	m := newTestStore(t, cfg)
-	err = m.Put(context.Background(), "cut2", io.MultiReader(strings.NewReader(strings.Repeat("b", 256<<10)), iotest.ErrReader(errBroken)), 1<<20, nil)
-	if !errors.Is(err, errBroken) {
-		t.Fatalf("multipart Put = %v, want the reader's error", err)
+	for _, c := range cases {
+		g.Mark()
+		err := s.Put(context.Background(), "cut/"+c.name, c.r, size, c.meta)
+		if !errors.Is(err, blob.ErrUnavailable) {
+			t.Errorf("%s: Put through a cutting proxy = %v, want ErrUnavailable", c.name, err)
+		}
+		// The client sees the connection drop before the gateway has
+		// finished with the request: wait for its log line, so that the
+		// Stat below comes after whatever the gateway did with the body.
+		var reqs []s3gw.Request
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if reqs = g.Requests(); len(reqs) > 0 {
+				break
+			}
+		}
+		if len(reqs) != 1 || reqs[0].Method != "PUT" || reqs[0].Status == 200 {
+			t.Errorf("%s: gateway saw %+v, want one failed PUT", c.name, reqs)
+		}
+		if _, err := direct.Stat(context.Background(), "cut/"+c.name); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("%s: after the cut Stat = %v, want ErrNotFound", c.name, err)
+		}
 	}
-	if _, err := m.Stat(context.Background(), "cut2"); !errors.Is(err, blob.ErrNotFound) {
-		t.Fatalf("multipart Put left an object: %v", err)
+	if ents, err := os.ReadDir(cfg.SpoolDir); err != nil || len(ents) != 0 {
+		t.Errorf("spool dir holds %v (%v), want nothing", ents, err)
 	}
-	if st := m.Stats(); st["CreateMultipartUpload.ops"] != 1 || st["UploadPart.ops"] != 1 ||
-		st["CompleteMultipartUpload.ops"] != 0 || st["AbortMultipartUpload.ops"] != 1 {
-		t.Errorf("multipart stats = %v, want create 1, part 1, complete 0, abort 1", st)
+	// The same three ways without the proxy: one PUT each, stored whole.
+	for _, c := range []struct {
+		name string
+		r    io.Reader
+		meta blob.Metadata
+	}{
+		{"known-hash", iotest.HalfReader(strings.NewReader(data)), blob.Metadata{MetaSHA256: hex.EncodeToString(sum[:])}},
+		{"seekable", strings.NewReader(data), nil},
+		{"spooled", iotest.HalfReader(strings.NewReader(data)), nil},
+	} {
+		g.Mark()
+		if err := direct.Put(context.Background(), "ok/"+c.name, c.r, size, c.meta); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if reqs := g.Requests(); len(reqs) != 1 || reqs[0].Method != "PUT" || reqs[0].Status != 200 {
+			t.Errorf("%s: gateway saw %+v, want one PUT answered 200", c.name, reqs)
+		}
+		if got := read(t, direct, "ok/"+c.name, 0, -1); got != data {
+			t.Errorf("%s: read back %d bytes, want %d", c.name, len(got), size)
+		}
+	}
+	// A wrong SHA-256 fails safe: the server refuses the object.
+	err := direct.Put(context.Background(), "bad-hash", strings.NewReader("abc"), 3, blob.Metadata{MetaSHA256: hex.EncodeToString(sum[:])})
+	if err == nil || errors.Is(err, blob.ErrUnavailable) {
+		t.Errorf("Put with a wrong sha256 = %v, want a refusal", err)
+	}
+	if _, err := direct.Stat(context.Background(), "bad-hash"); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("after a wrong sha256 Stat = %v, want ErrNotFound", err)
 	}
 }
 
@@ -425,12 +505,11 @@ func TestStopRestart(t *testing.T) {
 }
 
 // TestTLS: over https the body goes out aws-chunked with a trailing
-// CRC32, streamed from an unseekable reader; the certificate is checked
-// against CAFile, and refused without it.
+// CRC32, streamed from an unseekable reader, in one PUT; the certificate
+// is checked against CAFile, and refused without it.
 func TestTLS(t *testing.T) {
 	g := s3gw.StartTLS(t)
 	cfg := testConfig(g, g.Bucket)
-	cfg.MultipartPut = false
 	if _, err := New(context.Background(), cfg, nil); err == nil || errors.Is(err, blob.ErrUnavailable) {
 		t.Fatalf("New without the CA = %v, want a certificate error that is not ErrUnavailable", err)
 	}
@@ -441,53 +520,34 @@ func TestTLS(t *testing.T) {
 	ctx := context.Background()
 	const size = 3<<20 + 17
 	data := strings.Repeat("0123456789abcdef", size/16+1)[:size]
-	for _, multipart := range []bool{false, true} {
-		cfg.MultipartPut = multipart
-		s := newTestStore(t, cfg)
-		g.Mark()
-		if err := s.Put(ctx, "tls/big", iotest.HalfReader(strings.NewReader(data)), size, blob.Metadata{"k": "v"}); err != nil {
-			t.Fatalf("multipart %v: %v", multipart, err)
-		}
-		methods := []string{}
-		for _, r := range g.Requests() {
-			if r.Status != 200 {
-				t.Errorf("multipart %v: %+v", multipart, r)
-			}
-			methods = append(methods, r.Method)
-		}
-		want := "PUT"
-		if multipart {
-			want = "POST PUT POST" // create, part, complete
-		}
-		if strings.Join(methods, " ") != want {
-			t.Errorf("multipart %v: Put sent %q, want %q", multipart, methods, want)
-		}
-		if got := read(t, s, "tls/big", 0, -1); got != data {
-			t.Fatalf("multipart %v: read back %d bytes, want %d", multipart, len(got), size)
-		}
-		if got := read(t, s, "tls/big", size-5, 100); got != data[size-5:] {
-			t.Fatalf("multipart %v: tail = %q", multipart, got)
-		}
-		if a, err := s.Stat(ctx, "tls/big"); err != nil || a.Meta["k"] != "v" || a.Size != size {
-			t.Fatalf("multipart %v: Stat = %+v, %v", multipart, a, err)
-		}
+	s := newTestStore(t, cfg)
+	g.Mark()
+	if err := s.Put(ctx, "tls/big", iotest.HalfReader(strings.NewReader(data)), size, blob.Metadata{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := g.Requests(); len(reqs) != 1 || reqs[0].Method != "PUT" || reqs[0].Status != 200 {
+		t.Errorf("Put sent %+v, want one PUT answered 200", reqs)
+	}
+	if got := read(t, s, "tls/big", 0, -1); got != data {
+		t.Fatalf("read back %d bytes, want %d", len(got), size)
+	}
+	if got := read(t, s, "tls/big", size-5, 100); got != data[size-5:] {
+		t.Fatalf("tail = %q", got)
+	}
+	if a, err := s.Stat(ctx, "tls/big"); err != nil || a.Meta["k"] != "v" || a.Size != size {
+		t.Fatalf("Stat = %+v, %v", a, err)
 	}
 }
 
-// TestConformanceTLS runs the suite over https, where versitygw needs no
-// MultipartPut: an aws-chunked body cut short is not stored.
+// TestConformanceTLS runs the suite over https: an aws-chunked body cut
+// short lacks its trailing checksum and is not stored.
 func TestConformanceTLS(t *testing.T) {
 	g := s3gw.StartTLS(t)
-	for _, multipart := range []bool{false, true} {
-		t.Run(fmt.Sprintf("multipart=%v", multipart), func(t *testing.T) {
-			blobtest.Run(t, func(t *testing.T) blob.Store {
-				cfg := testConfig(g, g.CreateBucket(fmt.Sprintf("tls-%d", bucketSeq.Add(1))))
-				cfg.CAFile = g.CAFile
-				cfg.MultipartPut = multipart
-				return newTestStore(t, cfg)
-			})
-		})
-	}
+	blobtest.Run(t, func(t *testing.T) blob.Store {
+		cfg := testConfig(g, g.CreateBucket(fmt.Sprintf("tls-%d", bucketSeq.Add(1))))
+		cfg.CAFile = g.CAFile
+		return newTestStore(t, cfg)
+	})
 }
 
 // TestSlowReader: a caller that pauses between Reads longer than

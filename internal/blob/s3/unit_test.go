@@ -234,7 +234,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigString(t *testing.T) {
 	c := Config{Bucket: "mail", Endpoint: "http://127.0.0.1:1", Prefix: "p", PathStyle: true, CredentialsFile: "/run/secret"}
-	want := `s3 endpoint=http://127.0.0.1:1 region= bucket=mail prefix="p" path_style=true file_gateway=false multipart_put=false`
+	want := `s3 endpoint=http://127.0.0.1:1 region= bucket=mail prefix="p" path_style=true`
 	if got := c.String(); got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
@@ -260,8 +260,7 @@ connect_timeout = "2s"
 idle_timeout = "1m30s"
 max_attempts = 5
 max_backoff = "500ms"
-file_gateway = true
-multipart_put = true
+spool_dir = "/var/tmp"
 skip_bucket_check = true
 `
 	var c Config
@@ -276,7 +275,7 @@ skip_bucket_check = true
 		Endpoint: "http://127.0.0.1:7070", Region: "eu-west-3", Bucket: "mail", Prefix: "bm/", PathStyle: true,
 		CredentialsFile: "/etc/bucketmail/s3.credentials", CredentialsProfile: "bm", CAFile: "/etc/ssl/ca.pem",
 		ConnectTimeout: 2 * time.Second, IdleTimeout: 90 * time.Second, MaxAttempts: 5, MaxBackoff: 500 * time.Millisecond,
-		FileGateway: true, MultipartPut: true, SkipBucketCheck: true,
+		SpoolDir: "/var/tmp", SkipBucketCheck: true,
 	}
 	if fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
 		t.Fatalf("decoded\n%#v\nwant\n%#v", c, want)
