@@ -18,17 +18,21 @@ import (
 // pprofHook is added to package main of cmd/bucketmail at build time with
 // `go build -overlay` (the source tree is not changed): with
 // BUCKETMAIL_BENCH_PPROF=host:port in its environment the binary serves
-// net/http/pprof there. Without that variable it does nothing.
+// net/http/pprof there, with block and mutex profiling on. Without that variable it does nothing.
 const pprofHook = `package main
 
 import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime"
 )
 
 var _ = func() int {
 	if addr := os.Getenv("BUCKETMAIL_BENCH_PPROF"); addr != "" {
+		// Blocking events of 100 µs and more, every 10th mutex contention.
+		runtime.SetBlockProfileRate(100000)
+		runtime.SetMutexProfileFraction(10)
 		go http.ListenAndServe(addr, nil)
 	}
 	return 0

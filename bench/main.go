@@ -2,8 +2,22 @@
 // mail and the same load and prints a table of results and ratios
 // (issue 4).
 //
-//	go run ./bench            # full run, about 10-15 minutes on 2 cores; writes bench/RESULTS.md
+//	go run ./bench            # full run, about 11 minutes on 2 cores; writes bench/RESULTS.md
 //	go run ./bench -smoke     # tiny sizes, a few seconds per server; prints the table only
+//	go test ./bench           # TestSmoke: the smoke run, checking that every row is there
+//
+// Other flags: -profile DIR (pprof CPU profiles of bucketmail during the
+// 8-sender LMTP and mixed loads, heap and goroutine profiles with the idle
+// connections open, summarised in RESULTS.md), -only lmtp,mixed,...
+// (quick before/after checks; give -results FILE to keep RESULTS.md),
+// -servers, -rounds, -worktree (build bucketmail from the work tree with
+// its uncommitted changes instead of a clean export of HEAD),
+// -auth-scheme.
+//
+// Must run as root (Dovecot runs mail as the system user mail). Numbers
+// from a machine that is busy with other work swing by a factor of two:
+// each value is the best of several rounds, and the load average is
+// recorded with the results.
 //
 // Servers (columns): Dovecot tuned for speed (the comparison that
 // counts), Dovecot on its default service settings, bucketmail with the

@@ -65,6 +65,14 @@ func summariseProfiles(dir string) string {
 	for _, f := range files {
 		args := []string{"tool", "pprof", "-top", "-nodecount=25"}
 		base := filepath.Base(f)
+		if strings.Contains(base, "-base.") {
+			continue
+		}
+		if base2 := strings.Replace(f, ".lmtp8.", ".lmtp8-base.", 1); base2 != f {
+			if _, err := os.Stat(base2); err == nil {
+				args = append(args, "-diff_base="+base2)
+			}
+		}
 		switch {
 		case strings.Contains(base, ".heap."):
 			args = append(args, "-sample_index=inuse_space")

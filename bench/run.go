@@ -163,7 +163,17 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 
 		log.Info("lmtp: 8 senders", "messages", sz.LMTP8Messages)
 		stop := profile("lmtp8", 10)
+		if prof != nil && o.ProfileDir != "" {
+			// Block and mutex profiles are cumulative: the difference to
+			// this snapshot is the 8-sender phase.
+			saveProfile(ctx, prof.PprofAddr(), "block", filepath.Join(o.ProfileDir, name+".lmtp8-base.block.pprof"))
+			saveProfile(ctx, prof.PprofAddr(), "mutex", filepath.Join(o.ProfileDir, name+".lmtp8-base.mutex.pprof"))
+		}
 		r8, err := runLMTP(ctx, t.LMTPAddr(), 8, sz.LMTP1Messages, sz.LMTP8Messages, corpus, rcpt, sz.LMTPMaxTime)
+		if prof != nil && o.ProfileDir != "" {
+			saveProfile(ctx, prof.PprofAddr(), "block", filepath.Join(o.ProfileDir, name+".lmtp8.block.pprof"))
+			saveProfile(ctx, prof.PprofAddr(), "mutex", filepath.Join(o.ProfileDir, name+".lmtp8.mutex.pprof"))
+		}
 		stop()
 		if err != nil {
 			return err
@@ -187,6 +197,16 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 			return err
 		}
 		rep.set("download.rate", name, cell{V: median(dl.MBps), Prec: 1})
+		if prof != nil && o.ProfileDir != "" {
+			// Extra passes under the profiler (not measured).
+			stop := profile("download", 4)
+			for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
+				if _, err := runDownload(ctx, t, env, 1); err != nil {
+					break
+				}
+			}
+			stop()
+		}
 		log.Info("download", "messages", dl.Messages, "bytes", dl.Bytes, "MB/s", dl.MBps)
 	} else {
 		skipped(rep, name, "download")
