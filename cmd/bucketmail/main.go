@@ -10,9 +10,17 @@
 //	bucketmail user del ADDRESS
 //	bucketmail user list
 //	bucketmail import --user ADDRESS [--mailbox NAME] PATH...
+//	bucketmail cache stats|purge [--cache-dir DIR]
 //	bucketmail version
 //
-// Every subcommand takes --config and --data-dir; flags override the file.
+// Every subcommand takes --config, --data-dir and the S3 flags
+// --s3-endpoint URL, --s3-bucket NAME, --s3-region NAME, --s3-prefix P and
+// --s3-path-style; flags override the file. With a bucket set (flag or
+// [s3] bucket), message bodies live in the bucket and serve keeps a read
+// cache in front of it ([cache]: data_dir/cache, 1 GiB, LRU); without one
+// they live under data_dir/blobs. S3 credentials come from
+// $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY or [s3] credentials_file and
+// are never logged.
 // With no config, serve keeps its data under ./bucketmail-data, serves
 // IMAP on 127.0.0.1:1143 and LMTP on 127.0.0.1:2424 (an --lmtp-listen
 // value with a "/" is a unix socket). The settings and defaults are
@@ -21,7 +29,8 @@
 // Layout of the data directory:
 //
 //	index.db (+ -wal, -shm)   SQLite: mailboxes, messages, users
-//	blobs/                    message bodies (blob/fs), one object per message
+//	blobs/                    message bodies (blob/fs), one object per message; not with S3
+//	cache/                    read cache of bucket objects (S3 mode; may be deleted while stopped)
 //	spool/                    messages being received (removed after storing)
 //
 // Delivery (LMTP) adds Return-Path, Delivered-To (single-recipient
@@ -79,8 +88,10 @@ const usage = `usage:
   bucketmail user del ADDRESS
   bucketmail user list
   bucketmail import --user ADDRESS [--mailbox NAME] PATH...
+  bucketmail cache stats|purge [--cache-dir DIR]
   bucketmail version
-Every subcommand also takes --config FILE and --data-dir DIR.
+Every subcommand also takes --config FILE, --data-dir DIR and
+--s3-endpoint URL --s3-bucket NAME --s3-region NAME --s3-prefix P --s3-path-style.
 `
 
 // errUsage marks errors that are the user's command line; run prints the
@@ -102,6 +113,8 @@ func run(ctx context.Context, stopSignals func(), args []string, stdin io.Reader
 		err = cmdUser(ctx, rest, stdin, stdout, stderr)
 	case "import":
 		err = cmdImport(ctx, rest, stdout, stderr)
+	case "cache":
+		err = cmdCache(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "bucketmail", version())
 	case "help", "-h", "--help", "-help":
