@@ -10,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/blob/fs"
+	"github.com/bucketmail/bucketmail/internal/blob/s3"
+	"github.com/bucketmail/bucketmail/internal/cache"
 	"github.com/bucketmail/bucketmail/internal/config"
 	"github.com/bucketmail/bucketmail/internal/mailstore"
 	"github.com/bucketmail/bucketmail/internal/metadb"
@@ -26,13 +29,27 @@ type users interface {
 	userdb.Manager
 }
 
-// env is the opened data directory.
+// env is the opened data directory (and bucket).
 type env struct {
 	cfg   config.Config
 	log   *slog.Logger
 	db    *sql.DB
 	store *mailstore.Store
 	users users
+	// blobs is what the mail store uses: blob/fs, the S3 store, or the
+	// read cache in front of the S3 store.
+	blobs blob.Store
+	s3    *s3.Store    // nil without a bucket
+	cache *cache.Cache // nil unless opened with envOptions.cache in S3 mode
+}
+
+// envOptions says what openEnvWith opens besides the defaults.
+type envOptions struct {
+	// cache puts the read cache ([cache]) in front of the bucket. Only one
+	// process may hold the cache directory, so only serve asks for it;
+	// other subcommands go to the bucket directly (objects are immutable,
+	// so they cannot make the cache stale).
+	cache bool
 }
 
 // newLogger builds the logger the config asks for, writing to w.
@@ -45,10 +62,15 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// openEnv opens the index, the blob store, the mail store and the user
-// database under cfg.DataDir, creating them if missing. Wiring is an
-// explicit choice of the embedded backends; later issues switch on config.
+// openEnv opens the index, the blob store (see openBlobs), the mail store
+// and the user database under cfg.DataDir, creating them if missing. No
+// read cache.
 func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, error) {
+	return openEnvWith(ctx, cfg, log, envOptions{})
+}
+
+// openEnvWith is openEnv with options.
+func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o envOptions) (*env, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -56,11 +78,12 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, er
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := fs.New(filepath.Join(cfg.DataDir, "blobs"))
-	if err != nil {
+	e := &env{cfg: cfg, log: log, db: db}
+	if err := e.openBlobs(ctx, o); err != nil {
 		db.Close()
 		return nil, err
 	}
+	blobs := e.blobs
 	store, err := mailstore.Open(ctx, mailstore.Options{
 		DB:       db,
 		Blobs:    blobs,
@@ -68,18 +91,77 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, er
 		Logger:   log,
 	})
 	if err != nil {
+		e.closeBlobs()
 		db.Close()
 		return nil, err
 	}
+	e.store = store
 	u, err := embedded.New(ctx, db)
 	if err != nil {
 		store.Close()
+		e.closeBlobs()
 		db.Close()
 		return nil, err
 	}
-	return &env{cfg: cfg, log: log, db: db, store: store, users: u}, nil
+	e.users = u
+	return e, nil
+}
+
+// openBlobs opens the blob store: the bucket when s3.bucket is set (with
+// the read cache in front when o.cache), else blob/fs under
+// data_dir/blobs. A bucket that cannot be reached now is not fatal: the
+// server starts, deliveries answer 451 until it is back. A bucket that
+// answers with an error (missing, access denied, bad certificate) is.
+func (e *env) openBlobs(ctx context.Context, o envOptions) error {
+	if !e.cfg.S3Enabled() {
+		b, err := fs.New(filepath.Join(e.cfg.DataDir, "blobs"))
+		if err != nil {
+			return err
+		}
+		e.blobs = b
+		return nil
+	}
+	sc := e.cfg.S3
+	if sc.SpoolDir == "" {
+		sc.SpoolDir = filepath.Join(e.cfg.DataDir, "spool")
+		if err := os.MkdirAll(sc.SpoolDir, 0o700); err != nil {
+			return fmt.Errorf("spool dir: %w", err)
+		}
+	}
+	st, err := s3.New(ctx, sc, e.log.With("component", "s3"))
+	if errors.Is(err, blob.ErrUnavailable) {
+		e.log.Warn("s3: bucket unreachable at start; continuing, deliveries are deferred (451) until it answers", "err", err)
+		sc.SkipBucketCheck = true
+		st, err = s3.New(ctx, sc, e.log.With("component", "s3"))
+	}
+	if err != nil {
+		return err
+	}
+	e.s3, e.blobs = st, st
+	if !o.cache {
+		return nil
+	}
+	c, err := cache.Open(ctx, cache.Config{Dir: e.cfg.Cache.Dir, MaxBytes: e.cfg.Cache.MaxBytes, Policy: e.cfg.Cache.Policy},
+		st, e.log.With("component", "cache"))
+	if err != nil {
+		st.Close()
+		return err
+	}
+	e.cache, e.blobs = c, c
+	return nil
+}
+
+func (e *env) closeBlobs() error {
+	var errs []error
+	if e.cache != nil {
+		errs = append(errs, e.cache.Close())
+	}
+	if e.s3 != nil {
+		errs = append(errs, e.s3.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (e *env) Close() error {
-	return errors.Join(e.store.Close(), e.db.Close())
+	return errors.Join(e.store.Close(), e.closeBlobs(), e.db.Close())
 }

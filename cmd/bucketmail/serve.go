@@ -52,7 +52,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	e, err := openEnv(ctx, cfg, log)
+	e, err := openEnvWith(ctx, cfg, log, envOptions{cache: true})
 	if err != nil {
 		return err
 	}

@@ -29,13 +29,31 @@
 //	[auth]
 //	allow_insecure = false   # plaintext LOGIN off loopback without TLS
 //
+//	[s3]                      # mail in a bucket; without a bucket, blobs/ on disk
+//	endpoint   = "https://s3.eu-west-3.amazonaws.com"
+//	region     = "eu-west-3"
+//	bucket     = "mail-example-org"
+//	prefix     = "bucketmail/"
+//	path_style = false
+//	credentials_file = "/etc/bucketmail/s3.credentials"  # else $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY
+//	ca_file    = ""           # extra CAs (PEM); insecure_skip_verify = false
+//	connect_timeout = "5s"    # also idle_timeout, max_attempts, max_backoff
+//
+//	[cache]                   # read cache in front of the bucket (S3 mode only)
+//	dir       = "/var/cache/bucketmail"  # default data_dir/cache
+//	max_bytes = 1073741824               # default 1 GiB
+//	policy    = "lru"                    # lru or count (read count with ageing)
+//
 //	[log]
 //	level  = "info"   # debug, info, warn, error
 //	format = "text"   # text, json
 //	trace  = false    # IMAP protocol lines at debug level (passwords redacted)
 //
-// No setting is a secret today (the TLS key is named by path, never
-// inlined); LogValue prints every field.
+// Every [s3] key is described in package internal/blob/s3 (Config). S3
+// credentials never appear in this file's data: they come from
+// $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY or the file named by
+// s3.credentials_file; so no setting is a secret (the TLS key is named by
+// path, never inlined) and LogValue prints every field.
 package config
 
 import (
@@ -45,10 +63,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/bucketmail/bucketmail/internal/blob/s3"
 )
 
 // Errors. Test with errors.Is.
@@ -68,6 +89,13 @@ const (
 	DefaultRecipientDelimiter = "+"
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "text"
+	DefaultCacheMaxBytes      = 1 << 30 // bytes (1 GiB)
+	DefaultCachePolicy        = CachePolicyLRU
+	// CacheDirName is the default cache directory inside data_dir.
+	CacheDirName = "cache"
+	// Cache policies.
+	CachePolicyLRU   = "lru"
+	CachePolicyCount = "count"
 	// DelimiterNone as lmtp.recipient_delimiter turns delimiter handling off.
 	DelimiterNone = "none"
 )
@@ -85,7 +113,26 @@ type Config struct {
 	TLS  TLS  `toml:"tls"`
 	Auth Auth `toml:"auth"`
 	Log  Log  `toml:"log"`
+	// S3 puts the mail in a bucket when S3.Bucket is set; otherwise
+	// message bodies live under data_dir/blobs. Defaults are s3.Config's.
+	S3    s3.Config `toml:"s3"`
+	Cache Cache     `toml:"cache"`
 }
+
+// Cache configures the read cache that serve puts in front of the bucket
+// (S3 mode only; see package internal/cache).
+type Cache struct {
+	// Dir holds the cache. Default data_dir/cache.
+	Dir string `toml:"dir"`
+	// MaxBytes caps the cache's size on disk. Default 1 GiB.
+	MaxBytes int64 `toml:"max_bytes"`
+	// Policy chooses what to evict: "lru" (default) or "count" (read
+	// count with ageing).
+	Policy string `toml:"policy"`
+}
+
+// S3Enabled reports whether mail lives in a bucket (s3.bucket is set).
+func (c *Config) S3Enabled() bool { return c.S3.Bucket != "" }
 
 // IMAP configures the IMAP listeners.
 type IMAP struct {
@@ -173,6 +220,15 @@ func (c *Config) ApplyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat
 	}
+	if c.Cache.Dir == "" {
+		c.Cache.Dir = filepath.Join(c.DataDir, CacheDirName)
+	}
+	if c.Cache.MaxBytes == 0 {
+		c.Cache.MaxBytes = DefaultCacheMaxBytes
+	}
+	if c.Cache.Policy == "" {
+		c.Cache.Policy = DefaultCachePolicy
+	}
 }
 
 // Delimiter returns the recipient delimiter to use: "" when it is off.
@@ -241,6 +297,25 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q: want text or json", c.Log.Format)
 	}
+	if c.S3Enabled() {
+		if err := c.S3.Validate(); err != nil {
+			list := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				list = j.Unwrap()
+			}
+			for _, e := range list {
+				errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, e))
+			}
+		}
+	} else if c.S3.Endpoint != "" || c.S3.Prefix != "" || c.S3.Region != "" || c.S3.CredentialsFile != "" {
+		bad("s3.bucket", "required when other s3 settings are given")
+	}
+	if c.Cache.MaxBytes < 0 {
+		bad("cache.max_bytes", "%d: must not be negative", c.Cache.MaxBytes)
+	}
+	if c.Cache.Policy != CachePolicyLRU && c.Cache.Policy != CachePolicyCount {
+		bad("cache.policy", "%q: want %s or %s", c.Cache.Policy, CachePolicyLRU, CachePolicyCount)
+	}
 	return errors.Join(errs...)
 }
 
@@ -277,7 +352,20 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log.level", c.Log.Level),
 		slog.String("log.format", c.Log.Format),
 		slog.Bool("log.trace", c.Log.Trace),
+		slog.String("s3", c.s3String()),
+		slog.String("cache.dir", c.Cache.Dir),
+		slog.Int64("cache.max_bytes", c.Cache.MaxBytes),
+		slog.String("cache.policy", c.Cache.Policy),
 	)
+}
+
+// s3String describes the S3 settings without credentials (s3.Config.String
+// never prints them), or "off".
+func (c Config) s3String() string {
+	if !c.S3Enabled() {
+		return "off"
+	}
+	return c.S3.String()
 }
 
 // LoadFile reads a TOML file into a Config, without defaults. Unknown keys
@@ -306,16 +394,26 @@ type Flags struct {
 	IMAPListen  string
 	IMAPSListen string
 	LMTPListen  string
+	S3Endpoint  string
+	S3Bucket    string
+	S3Region    string
+	S3Prefix    string
+	S3PathStyle bool
 	fs          *flag.FlagSet
 }
 
 // RegisterFlags adds --config and, when serverFlags, the listener flags to
-// fs (--data-dir is always added: every subcommand needs the data). Read
-// the result with Load after fs.Parse.
+// fs (--data-dir and the --s3-* flags are always added: every subcommand
+// needs the data). Read the result with Load after fs.Parse.
 func RegisterFlags(fs *flag.FlagSet, serverFlags bool) *Flags {
 	f := &Flags{fs: fs}
 	fs.StringVar(&f.ConfigPath, "config", "", "TOML config `file` (optional)")
 	fs.StringVar(&f.DataDir, "data-dir", "", "data `directory` (default "+DefaultDataDir+")")
+	fs.StringVar(&f.S3Endpoint, "s3-endpoint", "", "S3 endpoint `URL` (default AWS)")
+	fs.StringVar(&f.S3Bucket, "s3-bucket", "", "S3 `bucket` holding the mail (default none: mail under data-dir/blobs)")
+	fs.StringVar(&f.S3Region, "s3-region", "", "S3 `region` (default $AWS_REGION or "+s3.DefaultRegion+")")
+	fs.StringVar(&f.S3Prefix, "s3-prefix", "", "key `prefix` inside the bucket")
+	fs.BoolVar(&f.S3PathStyle, "s3-path-style", false, "path-style S3 addressing (endpoint/bucket/key)")
 	if serverFlags {
 		fs.StringVar(&f.IMAPListen, "imap-listen", "", "IMAP `host:port` (default "+DefaultIMAPListen+")")
 		fs.StringVar(&f.IMAPSListen, "imaps-listen", "", "implicit-TLS IMAP `host:port` (default off; needs tls in the config)")
@@ -346,6 +444,16 @@ func (f *Flags) Load() (Config, error) {
 			c.IMAP.TLSListen = f.IMAPSListen
 		case "lmtp-listen":
 			c.LMTP.Listen = f.LMTPListen
+		case "s3-endpoint":
+			c.S3.Endpoint = f.S3Endpoint
+		case "s3-bucket":
+			c.S3.Bucket = f.S3Bucket
+		case "s3-region":
+			c.S3.Region = f.S3Region
+		case "s3-prefix":
+			c.S3.Prefix = f.S3Prefix
+		case "s3-path-style":
+			c.S3.PathStyle = f.S3PathStyle
 		}
 	})
 	c.ApplyDefaults()

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/blob/s3"
 )
 
 func TestDefaults(t *testing.T) {
@@ -21,9 +24,13 @@ func TestDefaults(t *testing.T) {
 		IMAP:     IMAP{Listen: "127.0.0.1:1143"},
 		LMTP:     LMTP{Listen: "127.0.0.1:2424", MaxMessageSize: 50 * 1024 * 1024, RecipientDelimiter: "+"},
 		Log:      Log{Level: "info", Format: "text"},
+		Cache:    Cache{Dir: "bucketmail-data/cache", MaxBytes: 1 << 30, Policy: "lru"},
 	}
 	if c != want {
 		t.Fatalf("Defaults() = %+v\nwant %+v", c, want)
+	}
+	if c.S3Enabled() {
+		t.Errorf("S3Enabled() = true with no bucket")
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate(Defaults()) = %v", err)
@@ -70,10 +77,26 @@ allow_insecure = true
 level = "debug"
 format = "json"
 trace = true
+
+[s3]
+endpoint = "https://s3.example.org"
+region = "eu-west-3"
+bucket = "file-bucket"
+prefix = "bm/"
+credentials_file = "/etc/bm/s3.cred"
+ca_file = "/etc/bm/ca.pem"
+insecure_skip_verify = true
+idle_timeout = "3s"
+max_attempts = 2
+
+[cache]
+max_bytes = 4096
+policy = "count"
 `)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f := RegisterFlags(fs, true)
-	if err := fs.Parse([]string{"--config", path, "--lmtp-listen", "/run/bm/lmtp", "--imap-listen=127.0.0.1:1143"}); err != nil {
+	if err := fs.Parse([]string{"--config", path, "--lmtp-listen", "/run/bm/lmtp", "--imap-listen=127.0.0.1:1143",
+		"--s3-endpoint", "http://127.0.0.1:7070", "--s3-bucket=mail", "--s3-path-style", "--s3-prefix", "p2"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := f.Load()
@@ -88,9 +111,20 @@ trace = true
 		TLS:      TLS{CertFile: "/etc/c.pem", KeyFile: "/etc/k.pem"},
 		Auth:     Auth{AllowInsecure: true},
 		Log:      Log{Level: "debug", Format: "json", Trace: true},
+		S3: s3.Config{Endpoint: "http://127.0.0.1:7070", Region: "eu-west-3", Bucket: "mail", Prefix: "p2", PathStyle: true,
+			CredentialsFile: "/etc/bm/s3.cred", CAFile: "/etc/bm/ca.pem", InsecureSkipVerify: true,
+			IdleTimeout: 3 * time.Second, MaxAttempts: 2},
+		Cache: Cache{Dir: "/srv/mail/cache", MaxBytes: 4096, Policy: "count"},
 	}
 	if c != want {
 		t.Fatalf("Load() = %+v\nwant %+v", c, want)
+	}
+	if !c.S3Enabled() {
+		t.Errorf("S3Enabled() = false with a bucket")
+	}
+	// The log line shows the S3 settings, never a credential.
+	if got := c.LogValue().String(); !strings.Contains(got, "bucket=mail") || !strings.Contains(got, "cache.policy=count") {
+		t.Errorf("LogValue = %s", got)
 	}
 	if !IsUnixSocket(c.LMTP.Listen) || IsUnixSocket(c.IMAP.Listen) {
 		t.Errorf("IsUnixSocket wrong for %q / %q", c.LMTP.Listen, c.IMAP.Listen)
@@ -204,5 +238,59 @@ func TestSlogLevel(t *testing.T) {
 		if err != nil || l.String() != tc.want {
 			t.Errorf("SlogLevel(%q) = %v, %v; want %s", tc.in, l, err, tc.want)
 		}
+	}
+}
+
+// TestValidateS3AndCache: S3 settings are checked only with a bucket, a
+// bucket is required once any is given, and cache settings are checked.
+func TestValidateS3AndCache(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(c *Config)
+		want []string // substrings, one per problem; none: valid
+	}{
+		{"no s3", func(c *Config) {}, nil},
+		{"bucket only", func(c *Config) { c.S3.Bucket = "mail" }, nil},
+		{"endpoint without bucket", func(c *Config) { c.S3.Endpoint = "http://127.0.0.1:1" }, []string{"s3.bucket: required"}},
+		{"bad bucket and endpoint", func(c *Config) {
+			c.S3 = s3.Config{Bucket: "Bad_Bucket", Endpoint: "ftp://x"}
+		}, []string{"config: invalid: s3: invalid config: endpoint", "config: invalid: s3: invalid config: bucket"}},
+		{"ip endpoint needs path style", func(c *Config) {
+			c.S3 = s3.Config{Bucket: "mail", Endpoint: "http://127.0.0.1:7070"}
+		}, []string{"path_style"}},
+		{"cache", func(c *Config) { c.Cache.MaxBytes, c.Cache.Policy = -1, "mru" }, []string{"cache.max_bytes: -1", `cache.policy: "mru"`}},
+	}
+	for _, tc := range cases {
+		c := Config{}
+		tc.edit(&c)
+		c.ApplyDefaults()
+		err := c.Validate()
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: Validate = %v", tc.name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Validate = %v, want ErrInvalid", tc.name, err)
+			continue
+		}
+		lines := strings.Split(err.Error(), "\n")
+		if len(lines) != len(tc.want) {
+			t.Errorf("%s: %d problems, want %d:\n%v", tc.name, len(lines), len(tc.want), err)
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("%s: problem %d = %q, want it to contain %q", tc.name, i, lines[i], w)
+			}
+		}
+	}
+}
+
+func TestUnknownS3Key(t *testing.T) {
+	path := writeFile(t, "[s3]\nbucket = \"mail\"\nmultipart_put = true\n")
+	if _, err := LoadFile(path); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "s3.multipart_put") {
+		t.Fatalf("LoadFile = %v, want ErrFile naming s3.multipart_put", err)
 	}
 }
