@@ -22,8 +22,9 @@ const BlobFormat = "1"
 // blobMeta builds an object's metadata (DESIGN §3). Required fields come
 // first and always fit (about 400 bytes at most); hints (Message-ID,
 // Subject, From, To, Date; raw header values, non-ASCII %XX-encoded,
-// each cut to 300 bytes with a "%..." marker) are added while the set
-// stays within blob.MaxMetadataBytes.
+// each cut to 300 bytes with a "%..." marker; first the mailbox name at
+// delivery, which a rebuild uses when no journal names the mailbox) are
+// added while the set stays within blob.MaxMetadataBytes.
 //
 //	v             format version (BlobFormat)
 //	account       account name (%XX-encoded outside printable ASCII)
@@ -54,7 +55,7 @@ func blobMeta(account string, mb Mailbox, uid uint32, in *Incoming, flags []stri
 		total += len(k) + len(v)
 	}
 	for _, h := range []struct{ k, v string }{
-		{"message-id", in.idx.messageID}, {"subject", in.idx.rawSubject},
+		{"mailbox", mb.Name}, {"message-id", in.idx.messageID}, {"subject", in.idx.rawSubject},
 		{"from", in.idx.rawFrom}, {"to", in.idx.rawTo}, {"date", in.idx.rawDate},
 	} {
 		if h.v == "" {

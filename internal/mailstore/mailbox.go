@@ -115,6 +115,7 @@ func (s *Store) deleteAccount(ctx context.Context, name string) error {
 		s.dropSeq(m)
 	}
 	s.deleteBlobs(ctx, keys)
+	s.deleteJournal(ctx, name)
 	s.hub.publish(name)
 	return nil
 }
@@ -315,6 +316,7 @@ func (a *Account) createMailbox(ctx context.Context, name, specialUse string) (M
 		return Mailbox{}, fmt.Errorf("mailstore: create %q: %w", n, err)
 	}
 	a.s.hub.publish(a.name)
+	a.s.journalNow(ctx, a.name)
 	return mb, nil
 }
 
@@ -346,6 +348,7 @@ func (a *Account) deleteMailbox(ctx context.Context, name string) error {
 	a.s.dropSeq(id)
 	a.s.deleteBlobs(ctx, keys)
 	a.s.hub.publish(a.name)
+	a.s.journalNow(ctx, a.name)
 	return nil
 }
 
@@ -502,6 +505,7 @@ func (a *Account) renameMailbox(ctx context.Context, oldName, newName string) er
 		return fmt.Errorf("mailstore: rename %q to %q: %w", on, nn, err)
 	}
 	a.s.hub.publish(a.name)
+	a.s.journalNow(ctx, a.name)
 	return nil
 }
 
@@ -593,6 +597,8 @@ func (a *Account) setSubscribed(ctx context.Context, name string, on bool) error
 	if err != nil {
 		return fmt.Errorf("mailstore: subscribe %q: %w", n, err)
 	}
+	a.s.markDirty(a.name)
+	a.s.journalNow(ctx, a.name)
 	return nil
 }
 

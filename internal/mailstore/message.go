@@ -320,6 +320,7 @@ func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) (
 	a.s.deleteBlobs(ctx, gone)
 	if len(removed) > 0 {
 		a.s.hub.publish(a.name)
+		a.s.journalNow(ctx, a.name)
 	}
 	return removed, nil
 }
@@ -436,6 +437,7 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 	}
 	if len(res.SrcUIDs) > 0 {
 		a.s.hub.publish(a.name)
+		a.s.journalNow(ctx, a.name)
 	}
 	return res, nil
 }

@@ -1,12 +1,11 @@
 package mailstore
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/bucketmail/bucketmail/internal/journal"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -66,39 +65,11 @@ func parents(name string) []string {
 // digits of SHA-256(account name) ("==" never occurs in an encoded name).
 // <ulid> is a ULID: unique, and sorts by creation time.
 func blobKey(account string, id ulid.ULID) string {
-	h := sha256.Sum256([]byte(account))
-	return hex.EncodeToString(h[:2]) + "/" + accountSegment(account) + "/msg/" + id.String()
+	return journal.AccountPrefix(account) + "msg/" + id.String()
 }
 
 // accountPrefix returns the key prefix of all of an account's objects.
-func accountPrefix(account string) string {
-	h := sha256.Sum256([]byte(account))
-	return hex.EncodeToString(h[:2]) + "/" + accountSegment(account) + "/"
-}
-
-func accountSegment(account string) string {
-	var b strings.Builder
-	for i := 0; i < len(account); i++ {
-		c := account[i]
-		keep := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '_' || c == '+' || c == '-' || (c == '.' && i > 0)
-		if keep {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "=%02X", c)
-		}
-	}
-	s := b.String()
-	if len(s) > 200 {
-		cut := 180
-		for cut > 0 && (s[cut-1] == '=' || (cut >= 2 && s[cut-2] == '=')) {
-			cut--
-		}
-		h := sha256.Sum256([]byte(account))
-		s = s[:cut] + "==" + hex.EncodeToString(h[:8])
-	}
-	return s
-}
+func accountPrefix(account string) string { return journal.AccountPrefix(account) }
 
 // metaValue makes v a blob metadata value (printable ASCII): bytes
 // outside 0x20..0x7e and "%" become %XX; if the result is longer than

@@ -24,6 +24,16 @@ type Options struct {
 	// it must be on local disk. Created if missing.
 	SpoolDir string
 	Logger   *slog.Logger
+
+	// JournalInterval > 0 turns the bucket journal on (journal.go,
+	// package journal): changes are written to the bucket at most this
+	// long after they happen (1 s is the usual value; COPY, MOVE,
+	// EXPUNGE and mailbox changes are written at once). 0: no journal
+	// (the index is then the only record of flags and mailbox names).
+	JournalInterval time.Duration
+	// SnapshotAfter is how many journal records an account gathers
+	// before a flush writes a snapshot instead (0: DefaultSnapshotAfter).
+	SnapshotAfter int
 }
 
 // Store is the mail store. See the package doc.
@@ -45,6 +55,8 @@ type Store struct {
 	seqs  map[int64]*mboxSeq // by mailbox id; see seq.go
 
 	hub *hub // change notifications; see watch.go
+
+	jrn *journaler // nil when the journal is off; see journal.go
 }
 
 // Open opens the store, creating its schema if needed.
@@ -70,11 +82,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		hub:  newHub(),
 	}
 	s.cleanSpool()
+	if err := s.startJournal(ctx); err != nil {
+		return nil, fmt.Errorf("mailstore: open: journal: %w", err)
+	}
 	return s, nil
 }
 
-// Close releases the store's resources (not the DB, which the caller owns).
-func (s *Store) Close() error { return nil }
+// Close releases the store's resources (not the DB, which the caller
+// owns). With the journal on, it writes what is pending first (up to 30 s).
+func (s *Store) Close() error {
+	s.closeJournal()
+	return nil
+}
 
 // cleanSpool removes spool files left by a crash. Only files older than a
 // day are removed: another process (the importer) may share the spool dir.

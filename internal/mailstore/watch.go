@@ -9,6 +9,9 @@ import "sync"
 type hub struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{} // account name → watchers
+	// onPublish, if set (before use), is called with the account of every
+	// publish: the journal writer marks the account dirty (journal.go).
+	onPublish func(account string)
 }
 
 func newHub() *hub { return &hub{subs: make(map[string]map[chan struct{}]struct{})} }
@@ -40,6 +43,9 @@ func (h *hub) subscribe(account string) (chan struct{}, func()) {
 
 // publish wakes every watcher of account without blocking.
 func (h *hub) publish(account string) {
+	if h.onPublish != nil {
+		h.onPublish(account)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.subs[account] {
