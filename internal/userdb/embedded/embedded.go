@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/metadb"
 	"github.com/bucketmail/bucketmail/internal/userdb"
 	"github.com/bucketmail/bucketmail/internal/userdb/password"
@@ -54,6 +55,8 @@ type DB struct {
 
 	dummyOnce sync.Once
 	dummy     string
+
+	bucket blob.Store // WithBucket: account records mirrored (bucket.go)
 }
 
 var (
@@ -179,7 +182,7 @@ func (d *DB) AddUser(ctx context.Context, address, pw string) error {
 	} else if n == 0 {
 		return fmt.Errorf("userdb: add %s: %w", address, userdb.ErrExists)
 	}
-	return nil
+	return d.mirror(ctx, "add", address, nil)
 }
 
 // update runs an UPDATE of one user; ErrNotFound if no row matched.
@@ -203,19 +206,21 @@ func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
 	if err != nil {
 		return fmt.Errorf("userdb: passwd %s: %w", address, err)
 	}
-	return d.update(ctx, "passwd", address, `UPDATE users SET password = ? WHERE address = ?`, hash)
+	return d.mirror(ctx, "passwd", address, d.update(ctx, "passwd", address, `UPDATE users SET password = ? WHERE address = ?`, hash))
 }
 
 // SetPasswordHash stores an already hashed password ("{SCHEME}...", as
 // Dovecot's passdb holds it), e.g. when migrating users from Dovecot.
 // ErrNotFound if no such user.
 func (d *DB) SetPasswordHash(ctx context.Context, address, hash string) error {
-	return d.update(ctx, "passwd", userdb.Normalize(address), `UPDATE users SET password = ? WHERE address = ?`, hash)
+	address = userdb.Normalize(address)
+	return d.mirror(ctx, "passwd", address, d.update(ctx, "passwd", address, `UPDATE users SET password = ? WHERE address = ?`, hash))
 }
 
 // SetDisabled enables or disables login. ErrNotFound if no such user.
 func (d *DB) SetDisabled(ctx context.Context, address string, disabled bool) error {
-	return d.update(ctx, "disable", userdb.Normalize(address), `UPDATE users SET disabled = ? WHERE address = ?`, disabled)
+	address = userdb.Normalize(address)
+	return d.mirror(ctx, "disable", address, d.update(ctx, "disable", address, `UPDATE users SET disabled = ? WHERE address = ?`, disabled))
 }
 
 // SetQuota sets the quota in bytes (0: no limit). ErrNotFound if no such user.
@@ -223,7 +228,8 @@ func (d *DB) SetQuota(ctx context.Context, address string, bytes int64) error {
 	if bytes < 0 {
 		return fmt.Errorf("userdb: quota %s: negative quota %d", address, bytes)
 	}
-	return d.update(ctx, "quota", userdb.Normalize(address), `UPDATE users SET quota_bytes = ? WHERE address = ?`, bytes)
+	address = userdb.Normalize(address)
+	return d.mirror(ctx, "quota", address, d.update(ctx, "quota", address, `UPDATE users SET quota_bytes = ? WHERE address = ?`, bytes))
 }
 
 // DeleteUser implements userdb.Manager.
@@ -238,7 +244,7 @@ func (d *DB) DeleteUser(ctx context.Context, address string) error {
 	} else if n == 0 {
 		return fmt.Errorf("userdb: delete %s: %w", address, userdb.ErrNotFound)
 	}
-	return nil
+	return d.mirror(ctx, "delete", address, nil)
 }
 
 // ListUsers implements userdb.Manager: every user sorted by address.
