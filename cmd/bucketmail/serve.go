@@ -57,6 +57,9 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		return err
 	}
 	defer e.Close()
+	if err := prepareIndex(ctx, e, log); err != nil { // rebuild an empty index from the bucket; journal on
+		return err
+	}
 
 	imapSrv := imapserver.New(imapserver.Options{
 		Store:             e.store,

@@ -74,6 +74,29 @@ func (s *Store) startJournal(ctx context.Context) error {
 	if s.opts.JournalInterval <= 0 {
 		return nil
 	}
+	return s.runJournal(ctx)
+}
+
+// StartJournal turns the bucket journal on (see Options.JournalInterval)
+// for a store opened without it; interval <= 0 means one second. Every
+// account is flushed on the first tick (changes made while the journal
+// was off are written then). Call it before serving; a second call is a
+// no-op.
+func (s *Store) StartJournal(ctx context.Context, interval time.Duration) error {
+	if s.jrn != nil {
+		return nil
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	s.opts.JournalInterval = interval
+	if err := s.runJournal(ctx); err != nil {
+		return fmt.Errorf("mailstore: start journal: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) runJournal(ctx context.Context) error {
 	j := &journaler{dirty: map[string]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	names, err := queryStrings(ctx, s.db, `SELECT name FROM accounts`)
 	if err != nil {

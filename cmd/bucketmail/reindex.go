@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/bucketmail/bucketmail/internal/config"
+	"github.com/bucketmail/bucketmail/internal/mailstore"
+	"github.com/bucketmail/bucketmail/internal/userdb"
+	"github.com/bucketmail/bucketmail/internal/userdb/embedded"
+)
+
+// JournalInterval is how often serve writes batched changes (flags,
+// keywords) to the bucket journal: what a crash can lose (package
+// internal/journal, docs/operations.md).
+const journalInterval = time.Second
+
+// cmdReindex implements
+//
+//	bucketmail reindex [--user ADDRESS | --all] [--dry-run]
+//
+// It rebuilds the index of one account (--user) or of every account in
+// the bucket (--all; in S3 mode also the user records under accounts/)
+// from the bucket alone: snapshot + journal + HEAD of uncovered message
+// objects, no message body downloaded (mailstore.Reindex). The account's
+// index rows are replaced. --dry-run reads and reports, writes nothing.
+// Run it with serve stopped.
+func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flags := config.RegisterFlags(fs, false)
+	user := fs.String("user", "", "`address` of the account to rebuild")
+	all := fs.Bool("all", false, "rebuild every account found in the bucket")
+	dry := fs.Bool("dry-run", false, "read the bucket and report; change nothing")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 || (*user == "") == !*all {
+		return fmt.Errorf("%w: reindex needs exactly one of --user ADDRESS or --all", errUsage)
+	}
+	cfg, err := flags.Load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	e, err := openEnv(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var accounts []string
+	if *all {
+		if accounts, err = bucketAccounts(ctx, e, *dry, stdout); err != nil {
+			return err
+		}
+	} else {
+		accounts = []string{userdb.Normalize(*user)}
+	}
+	return reindexAccounts(ctx, e, accounts, *dry, stdout, log)
+}
+
+// bucketAccounts returns every account with objects in the bucket, and,
+// in S3 mode, restores user records from it (not with dryRun).
+func bucketAccounts(ctx context.Context, e *env, dryRun bool, out io.Writer) ([]string, error) {
+	accounts, err := mailstore.BucketAccounts(ctx, e.blobs)
+	if err != nil {
+		return nil, err
+	}
+	if e.cfg.S3Enabled() && !dryRun {
+		u, err := embedded.New(ctx, e.db, embedded.WithBucket(e.blobs))
+		if err != nil {
+			return nil, err
+		}
+		added, err := u.RestoreFromBucket(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range added {
+			fmt.Fprintf(out, "user %s restored from the bucket\n", a)
+		}
+	}
+	return accounts, nil
+}
+
+func reindexAccounts(ctx context.Context, e *env, accounts []string, dryRun bool, out io.Writer, log *slog.Logger) error {
+	var failed []string
+	for _, a := range accounts {
+		start := time.Now()
+		st, err := e.store.Reindex(ctx, a, dryRun)
+		if err != nil {
+			log.Error("reindex failed", "account", a, "err", err)
+			failed = append(failed, a)
+			continue
+		}
+		verb := "rebuilt"
+		if dryRun {
+			verb = "would rebuild"
+		}
+		fmt.Fprintf(out, "%s %s: %d mailboxes, %d messages (snapshot %d, %d journal objects, %d placed from object metadata, "+
+			"%d HEAD, %d GET, %d skipped as expunged, %d records without object) in %s\n",
+			verb, a, st.Mailboxes, st.Messages, st.Snapshot, st.Journals, st.Placed, st.Heads, st.Gets, st.Skipped, st.Missing,
+			time.Since(start).Round(time.Millisecond))
+		for _, n := range st.NewValidity {
+			fmt.Fprintf(out, "  mailbox %q: UIDs could not be proven; new UIDVALIDITY\n", n)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("reindex failed for %d of %d accounts: %q", len(failed), len(accounts), failed)
+	}
+	return nil
+}
+
+// prepareIndex runs before serve accepts connections: on an index with
+// no account and no user, it rebuilds from the bucket whatever the bucket
+// holds (user records in S3 mode, then every account's mail), and it
+// starts the bucket journal. In S3 mode every user record is written to
+// the bucket (records of users added before, or while the bucket was
+// unreachable). A rebuild that fails stops the start with the reason.
+func prepareIndex(ctx context.Context, e *env, log *slog.Logger) error {
+	var indexed int
+	if err := e.db.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&indexed); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	users, err := e.users.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	var u *embedded.DB
+	if e.cfg.S3Enabled() {
+		if u, err = embedded.New(ctx, e.db, embedded.WithBucket(e.blobs)); err != nil {
+			return err
+		}
+	}
+	if indexed == 0 && len(users) == 0 {
+		accounts, err := mailstore.BucketAccounts(ctx, e.blobs)
+		if err != nil {
+			return fmt.Errorf("empty index; cannot list the bucket to rebuild it (run bucketmail reindex --all when it answers): %w", err)
+		}
+		if len(accounts) > 0 || u != nil {
+			log.Info("empty index: rebuilding from the bucket before accepting logins", "accounts", len(accounts))
+			if u != nil {
+				added, err := u.RestoreFromBucket(ctx)
+				if err != nil {
+					return fmt.Errorf("empty index; restoring users from the bucket: %w", err)
+				}
+				log.Info("users restored from the bucket", "users", len(added))
+			}
+			if err := reindexAccounts(ctx, e, accounts, false, io.Discard, log); err != nil {
+				return fmt.Errorf("empty index; rebuilding from the bucket: %w", err)
+			}
+			log.Info("index rebuilt from the bucket", "accounts", len(accounts))
+		}
+	}
+	if u != nil {
+		if err := u.SyncToBucket(ctx); err != nil && !errors.Is(err, userdb.ErrUnavailable) {
+			return err
+		} else if err != nil {
+			log.Warn("user records not written to the bucket; retried at the next start", "err", err)
+		}
+	}
+	return e.store.StartJournal(ctx, journalInterval)
+}
