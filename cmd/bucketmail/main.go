@@ -49,6 +49,11 @@
 // Maildir folders (INTERNALDATE from the file time, flags from the file
 // name; Maildir++ subfolders become mailboxes) into an existing account.
 //
+// fsck compares the index with the blob store (see fsck.go): objects no
+// index row refers to (older than --grace; --repair deletes them) and
+// index entries whose object is missing (reported). Exit status 1 when
+// problems remain.
+//
 // serve stops cleanly on SIGTERM or SIGINT: listeners close, LMTP
 // deliveries in progress finish (or answer 421 after 30 s), IMAP sessions
 // get BYE. A second signal exits at once.
@@ -116,6 +121,8 @@ func run(ctx context.Context, stopSignals func(), args []string, stdin io.Reader
 		err = cmdImport(ctx, rest, stdout, stderr)
 	case "reindex":
 		err = cmdReindex(ctx, rest, stdout, stderr)
+	case "fsck":
+		err = cmdFsck(ctx, rest, stdout, stderr)
 	case "cache":
 		err = cmdCache(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
