@@ -202,8 +202,10 @@ type Cache struct {
 	keyLocks  map[string]*keyLock
 	dirty     bool
 
-	stop    chan struct{}
-	stopped chan struct{}
+	stop      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ blob.Store = (*Cache)(nil)
@@ -279,19 +281,16 @@ func (c *Cache) flusher() {
 // open keep working; reads after Close fail with ErrClosed, and a fill
 // still in progress is not installed.
 func (c *Cache) Close() error {
-	c.mu.Lock()
-	if c.closed {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.stopped
+		err := c.Flush()
+		c.mu.Lock()
+		c.closed = true
 		c.mu.Unlock()
-		return nil
-	}
-	c.mu.Unlock()
-	close(c.stop)
-	<-c.stopped
-	err := c.Flush()
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	return errors.Join(err, c.lockF.Close())
+		c.closeErr = errors.Join(err, c.lockF.Close())
+	})
+	return c.closeErr
 }
 
 func objName(key string) string {
