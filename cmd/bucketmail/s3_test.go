@@ -461,3 +461,71 @@ func TestFsckS3(t *testing.T) {
 	ic.Logout().Wait()
 	s.stop()
 }
+
+// TestServeS3Hung: a gateway that accepts connections but answers nothing
+// (SIGSTOP). A delivery answers 451 4.x after about max_attempts *
+// idle_timeout (here 2 * 1s), not minutes; APPEND answers NO
+// [UNAVAILABLE]; once the gateway runs again deliveries succeed without
+// a restart, and the deferred message is not in INBOX.
+func TestServeS3Hung(t *testing.T) {
+	g, section, _ := s3Setup(t)
+	section = strings.Replace(section, `idle_timeout = "2s"`, `idle_timeout = "1s"`, 1)
+	data := filepath.Join(t.TempDir(), "data")
+	s := startServe(t, data, section)
+	imapAddr, lmtpAddr := s.addr("imap"), s.addr("lmtp")
+	mustRun(t, "pw\n", "user", "add", "alice@example.org", "--password-stdin", "--data-dir", data,
+		"--s3-endpoint", g.Endpoint, "--s3-bucket", g.Bucket, "--s3-region", g.Region, "--s3-path-style")
+	if r, err := lmtpTry(lmtpAddr, "alice@example.org", outageMsg("before")); err != nil || !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("delivery before: %q, %v", r, err)
+	}
+	ic := imapLogin(t, imapAddr)
+
+	g.Pause()
+	start := time.Now()
+	r, err := lmtpTry(lmtpAddr, "alice@example.org", outageMsg("hung"))
+	took := time.Since(start)
+	if err != nil || !strings.HasPrefix(r, "451 4.") {
+		t.Errorf("delivery to a hung bucket: %q, %v after %v; want 451 4.x", r, err, took)
+	}
+	if took > 8*time.Second {
+		t.Errorf("delivery to a hung bucket took %v, want a few seconds", took)
+	}
+	t.Logf("delivery to a hung bucket: %q after %v", r, took)
+	msg := outageMsg("appended")
+	cmd := ic.Append("INBOX", int64(len(msg)), nil)
+	cmd.Write([]byte(msg))
+	cmd.Close()
+	_, err = cmd.Wait()
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeUnavailable {
+		t.Errorf("APPEND to a hung bucket = %v, want NO [UNAVAILABLE]", err)
+	}
+	g.Resume()
+
+	// Recovery without a restart (the first try may still meet the retry
+	// budget the outage used up, so allow a few).
+	var after string
+	for i := 0; i < 20; i++ {
+		if after, err = lmtpTry(lmtpAddr, "alice@example.org", outageMsg("after")); err == nil && strings.HasPrefix(after, "250 ") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.HasPrefix(after, "250 ") {
+		t.Fatalf("delivery after Resume: %q, %v", after, err)
+	}
+	if _, err := ic.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	got := fetchAll(t, ic)
+	var subjects []string
+	for sub := range got {
+		subjects = append(subjects, sub)
+	}
+	sort.Strings(subjects)
+	if want := []string{"after", "before"}; !slices.Equal(subjects, want) {
+		t.Errorf("INBOX holds %q, want %q", subjects, want)
+	}
+	ic.Logout().Wait()
+	s.stop()
+}

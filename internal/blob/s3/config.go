@@ -20,7 +20,7 @@ var ErrConfig = errors.New("s3: invalid config")
 const (
 	DefaultRegion         = "us-east-1"
 	DefaultConnectTimeout = 5 * time.Second
-	DefaultIdleTimeout    = 30 * time.Second
+	DefaultIdleTimeout    = 10 * time.Second
 	DefaultMaxAttempts    = 3
 	DefaultMaxBackoff     = 2 * time.Second
 )
@@ -76,7 +76,10 @@ type Config struct {
 	ConnectTimeout time.Duration `toml:"connect_timeout"`
 	// IdleTimeout fails a request when its connection moves no byte in
 	// either direction for this long: a stalled upload, a server that does
-	// not answer, a download that stops. Zero: 30s.
+	// not answer, a download that stops. Zero: 10s. With MaxAttempts
+	// tries, a hung server fails an operation after about MaxAttempts *
+	// IdleTimeout (plus backoff): 30s with the defaults; lower both where
+	// an LMTP client should get its 451 sooner.
 	IdleTimeout time.Duration `toml:"idle_timeout"`
 	// MaxAttempts bounds the tries of one operation (1 = no retry).
 	// Retried: connection errors, timeouts, HTTP 500/502/503/504 and

@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -381,7 +382,47 @@ func (g *Gateway) kill() {
 		return
 	}
 	cmd.Process.Kill()
+	cmd.Process.Signal(syscall.SIGCONT) // a paused process dies only once it runs
 	<-done
+}
+
+// Pause freezes the gateway (SIGSTOP) and waits until it is stopped:
+// connections are accepted by the kernel but nothing answers, as with a
+// hung server. Resume undoes it; Stop and the test's cleanup also work on
+// a paused gateway.
+func (g *Gateway) Pause() {
+	g.t.Helper()
+	pid := g.signal(syscall.SIGSTOP)
+	// The signal is asynchronous: wait for state T in /proc (Linux).
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			time.Sleep(100 * time.Millisecond) // no /proc: give it a moment
+			return
+		}
+		// "pid (comm) S ...": the state follows the last ')'.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+	}
+	g.t.Fatalf("s3gw: pause: process %d did not stop within 2s", pid)
+}
+
+// Resume lets a paused gateway run again (SIGCONT).
+func (g *Gateway) Resume() { g.signal(syscall.SIGCONT) }
+
+func (g *Gateway) signal(sig syscall.Signal) int {
+	g.t.Helper()
+	g.mu.Lock()
+	cmd := g.cmd
+	g.mu.Unlock()
+	if cmd == nil {
+		g.t.Fatalf("s3gw: %v: gateway is not running", sig)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		g.t.Fatalf("s3gw: %v: %v", sig, err)
+	}
+	return cmd.Process.Pid
 }
 
 // Restart starts the gateway again on the same port and directory after

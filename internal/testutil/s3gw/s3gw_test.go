@@ -1,12 +1,14 @@
 package s3gw
 
 import (
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseLine(t *testing.T) {
@@ -137,5 +139,34 @@ func TestMissingBinary(t *testing.T) {
 		if (err != nil) != c.wantErr || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), "versitygw not installed") {
 			t.Errorf("CI=%q: err %v, output:\n%s", c.ci, err, out)
 		}
+	}
+}
+
+// TestPause: a paused gateway accepts connections but answers nothing;
+// after Resume it answers again; Stop works on a paused gateway.
+func TestPause(t *testing.T) {
+	g := Start(t)
+	c := &http.Client{Timeout: 300 * time.Millisecond}
+	g.Pause()
+	if resp, err := c.Get(g.Endpoint + "/_h"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("paused gateway answered %s", resp.Status)
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("paused gateway: %v, want a timeout", err)
+	}
+	g.Resume()
+	c.Timeout = 5 * time.Second
+	resp, err := c.Get(g.Endpoint + "/_h")
+	if err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+	resp.Body.Close()
+	g.Pause()
+	done := make(chan struct{})
+	go func() { g.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop of a paused gateway did not return")
 	}
 }
