@@ -413,3 +413,55 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("read after purge = %q", got)
 	}
 }
+
+func TestLocalFailureNeverFailsPut(t *testing.T) {
+	inner := newInner(t)
+	dir := t.TempDir()
+	c := openCache(t, Config{Dir: dir}, inner)
+	if err := os.RemoveAll(filepath.Join(dir, tmpDir)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []io.Reader{strings.NewReader("seek"), onlyReader{strings.NewReader("tees")}} {
+		if err := c.Put(context.Background(), "k", r, 4, nil); err != nil {
+			t.Fatalf("Put with no temp dir: %v", err)
+		}
+	}
+	if got := readAll(t, inner.Store, "k", 0, -1); got != "tees" {
+		t.Fatalf("inner has %q", got)
+	}
+	if s := c.Stats(); s.Objects != 0 {
+		t.Fatalf("stats = %+v, want nothing cached", s)
+	}
+	// Reads still work, uncached.
+	if got := readAll(t, c, "k", 0, -1); got != "tees" {
+		t.Fatalf("read = %q", got)
+	}
+}
+
+// TestPutDuringFill: a fill that began before a Put of the same key does
+// not install the old bytes over the new.
+func TestPutDuringFill(t *testing.T) {
+	inner := newInner(t)
+	old := strings.Repeat("o", 10000)
+	putString(t, inner, "k", old)
+	c := openCache(t, Config{Dir: t.TempDir()}, inner)
+	r, err := c.NewRangeReader(context.Background(), "k", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	putString(t, c, "k", "new")
+	var rest bytes.Buffer
+	if _, err := io.Copy(&rest, r); err != nil || rest.Len() != len(old)-100 {
+		t.Fatalf("rest of the old read: %d bytes, %v", rest.Len(), err)
+	}
+	r.Close()
+	if got := readAll(t, c, "k", 0, -1); got != "new" {
+		t.Fatalf("after put during fill: %d bytes %.10q, want new", len(got), got)
+	}
+	if s := c.Stats(); s.Objects != 1 || s.Bytes != int64(len(header("k", nil))+3) {
+		t.Fatalf("stats = %+v", s)
+	}
+}
