@@ -378,6 +378,11 @@ func TestFsckS3(t *testing.T) {
 		}
 	}
 	s.stop()
+	// serve logs its S3 request counters when it stops.
+	st3 := s.waitLog("s3 requests", func(m map[string]any) bool { return m["msg"] == "s3 requests" })
+	if n, _ := st3["PutObject.ops"].(float64); n < 3 {
+		t.Errorf("s3 requests log line %v: PutObject.ops %v, want at least one per delivery (3)", st3, st3["PutObject.ops"])
+	}
 	fsck := func(args ...string) (string, int) {
 		out, errOut, code := runBin(t, "", append(append([]string{"fsck", "--data-dir", data}, s3Flags...), args...)...)
 		t.Logf("fsck %q: exit %d\n%s%s", args, code, out, errOut)

@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -169,6 +171,9 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 	sdWG.Wait()
 	closeAll()
 	wg.Wait()
+	if e.s3 != nil {
+		log.Info("s3 requests", s3StatsAttrs(e.s3.Stats())...)
+	}
 	log.Info("stopped")
 	if runErr != nil && !errors.Is(runErr, net.ErrClosed) {
 		return runErr
@@ -182,4 +187,21 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// s3StatsAttrs turns the S3 store's counters into log attributes, in key
+// order, leaving out zeros ("PutObject.requests" = 12, ...).
+func s3StatsAttrs(st map[string]uint64) []any {
+	keys := make([]string, 0, len(st))
+	for k, v := range st {
+		if v != 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	attrs := make([]any, 0, len(keys))
+	for _, k := range keys {
+		attrs = append(attrs, slog.Uint64(k, st[k]))
+	}
+	return attrs
 }
