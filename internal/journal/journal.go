@@ -55,6 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 )
@@ -141,18 +142,54 @@ type BlobIndex struct {
 	Key           string `json:"key"`
 	Size          int64  `json:"size"`
 	SHA256        []byte `json:"sha256"`
-	Envelope      string `json:"envelope"`
-	BodyStructure string `json:"bodystructure"`
-	Body          string `json:"body"`
+	Envelope      Text   `json:"envelope"`
+	BodyStructure Text   `json:"bodystructure"`
+	Body          Text   `json:"body"`
 	Structure     []byte `json:"structure"`
 	Header        []byte `json:"header"`
-	Subject       string `json:"subject,omitempty"`
-	From          string `json:"from,omitempty"`
-	To            string `json:"to,omitempty"`
-	Cc            string `json:"cc,omitempty"`
-	Bcc           string `json:"bcc,omitempty"`
+	Subject       Text   `json:"subject,omitempty"`
+	From          Text   `json:"from,omitempty"`
+	To            Text   `json:"to,omitempty"`
+	Cc            Text   `json:"cc,omitempty"`
+	Bcc           Text   `json:"bcc,omitempty"`
 	Date          *int64 `json:"date,omitempty"`
-	MessageID     string `json:"message_id,omitempty"`
+	MessageID     Text   `json:"message_id,omitempty"`
+}
+
+// Text is a string that may hold any bytes (an ENVELOPE quotes 8-bit
+// header bytes as they are). Valid UTF-8 is written as a JSON string;
+// anything else as {"b64": "<base64>"}, because encoding/json would
+// replace invalid bytes with U+FFFD.
+type Text string
+
+// MarshalJSON implements json.Marshaler.
+func (t Text) MarshalJSON() ([]byte, error) {
+	if utf8.ValidString(string(t)) {
+		return json.Marshal(string(t))
+	}
+	return json.Marshal(struct {
+		B64 []byte `json:"b64"`
+	}{[]byte(t)})
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (t *Text) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		var v struct {
+			B64 []byte `json:"b64"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*t = Text(v.B64)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*t = Text(s)
+	return nil
 }
 
 // Key returns the object key of a journal or snapshot object under an

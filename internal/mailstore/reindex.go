@@ -457,9 +457,10 @@ func (s *Store) reparse(ctx context.Context, key string, size int64) (*journal.B
 	}
 	defer in.Close()
 	d := in.idx
-	bi := &journal.BlobIndex{Key: key, Size: in.Size, SHA256: in.SHA256[:], Envelope: d.envelope, BodyStructure: d.bodyStructure,
-		Body: d.body, Structure: d.structure, Header: d.header, Subject: d.subject, From: d.from, To: d.to, Cc: d.cc,
-		Bcc: d.bcc, MessageID: d.messageID}
+	bi := &journal.BlobIndex{Key: key, Size: in.Size, SHA256: in.SHA256[:], Envelope: journal.Text(d.envelope),
+		BodyStructure: journal.Text(d.bodyStructure), Body: journal.Text(d.body), Structure: d.structure, Header: d.header,
+		Subject: journal.Text(d.subject), From: journal.Text(d.from), To: journal.Text(d.to), Cc: journal.Text(d.cc),
+		Bcc: journal.Text(d.bcc), MessageID: journal.Text(d.messageID)}
 	if d.date.Valid {
 		v := d.date.Int64
 		bi.Date = &v

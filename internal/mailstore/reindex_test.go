@@ -25,12 +25,13 @@ type jenv struct {
 	dir      string
 	blobs    blob.Store
 	interval time.Duration
+	snapshot int // Options.SnapshotAfter
 	db       *sql.DB
 	s        *Store
 }
 
-func newJEnv(t testing.TB, blobs blob.Store, interval time.Duration) *jenv {
-	e := &jenv{t: t, dir: t.TempDir(), blobs: blobs, interval: interval}
+func newJEnv(t testing.TB, blobs blob.Store, interval time.Duration, snapshotAfter int) *jenv {
+	e := &jenv{t: t, dir: t.TempDir(), blobs: blobs, interval: interval, snapshot: snapshotAfter}
 	e.open()
 	t.Cleanup(e.close)
 	return e
@@ -44,7 +45,7 @@ func (e *jenv) open() {
 		e.t.Fatal(err)
 	}
 	s, err := Open(ctx, Options{DB: db, Blobs: e.blobs, SpoolDir: filepath.Join(e.dir, "data", "spool"),
-		JournalInterval: e.interval, SnapshotAfter: 40})
+		JournalInterval: e.interval, SnapshotAfter: e.snapshot})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -195,7 +196,7 @@ func TestJournalReindexFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	counting := &countingBlobs{Store: fsStore}
-	e := newJEnv(t, counting, 50*time.Millisecond)
+	e := newJEnv(t, counting, 50*time.Millisecond, 40)
 	ctx := context.Background()
 	a := e.account("alice@example.org")
 	for i := 1; i <= 10; i++ {
@@ -245,7 +246,7 @@ func TestJournalLostFlush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newJEnv(t, fsStore, time.Hour)
+	e := newJEnv(t, fsStore, time.Hour, 40)
 	ctx := context.Background()
 	a := e.account("bob@example.org")
 	for i := 1; i <= 4; i++ {
@@ -316,7 +317,7 @@ func TestJournalExpungedOrphan(t *testing.T) {
 		t.Fatal(err)
 	}
 	nd := &noDeleteBlobs{Store: fsStore}
-	e := newJEnv(t, nd, time.Hour)
+	e := newJEnv(t, nd, time.Hour, 40)
 	ctx := context.Background()
 	a := e.account("carol@example.org")
 	for i := 1; i <= 3; i++ {
@@ -353,7 +354,7 @@ func TestJournalSnapshotCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newJEnv(t, fsStore, time.Hour)
+	e := newJEnv(t, fsStore, time.Hour, 40)
 	ctx := context.Background()
 	a := e.account("dave@example.org")
 	for i := 1; i <= 30; i++ {

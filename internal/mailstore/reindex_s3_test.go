@@ -1,0 +1,146 @@
+package mailstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	blobs3 "github.com/bucketmail/bucketmail/internal/blob/s3"
+	"github.com/bucketmail/bucketmail/internal/testutil/corpus"
+	"github.com/bucketmail/bucketmail/internal/testutil/s3gw"
+)
+
+// TestReindexScenarioS3 is the reindex scenario against versitygw
+// with the S3 store: deliver a slice of the corpus (the whole corpus with
+// REINDEX_FULL_CORPUS=1), set flags and keywords, COPY, MOVE, EXPUNGE,
+// rename a mailbox to a non-ASCII name, wait one flush interval, stop,
+// delete the whole data dir, reindex, reopen, and compare every mailbox,
+// UID, UIDVALIDITY, flag and INTERNALDATE with the state before. The
+// gateway must see no GET of a message object during the reindex.
+func TestReindexScenarioS3(t *testing.T) {
+	g := s3gw.Start(t)
+	bucket := g.CreateBucket("reindex")
+	st, err := blobs3.New(context.Background(), blobs3.Config{
+		Endpoint: g.Endpoint, Region: g.Region, Bucket: bucket, PathStyle: true,
+		Credentials:    credentials.NewStaticCredentialsProvider(g.AccessKey, g.SecretKey, ""),
+		ConnectTimeout: time.Second, IdleTimeout: 5 * time.Second, MaxAttempts: 3, MaxBackoff: 50 * time.Millisecond,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	const interval = 200 * time.Millisecond
+	e := newJEnv(t, st, interval, DefaultSnapshotAfter)
+	ctx := context.Background()
+	const account = "zoë@example.org"
+	a := e.account(account)
+
+	limit := 120
+	if os.Getenv("REINDEX_FULL_CORPUS") != "" {
+		limit = 1 << 30
+	}
+	var msgs [][]byte
+	corpus.Walk(t, "", func(m corpus.Message) {
+		if len(msgs) < limit && !corpus.Large(m.ID) {
+			msgs = append(msgs, m.Raw)
+		}
+	})
+	if len(msgs) < 20 {
+		t.Fatalf("corpus has %d messages", len(msgs))
+	}
+	deliverStart := time.Now()
+	beforeDeliver := st.Stats()
+	for i, raw := range msgs {
+		in, err := e.s.Spool(ctx, bytes.NewReader(raw), true, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Append(ctx, "INBOX", in, nil, msgDate(i)); err != nil {
+			t.Fatal(err)
+		}
+		in.Close()
+	}
+	deliverStats := diffStats(beforeDeliver, st.Stats())
+	deliverTime := time.Since(deliverStart)
+	mutate(t, a)
+	before := dumpAccount(t, a)
+	time.Sleep(2 * interval) // one flush interval, and then some
+	e.crash()
+
+	e.open()
+	g.Mark()
+	beforeReindex := st.Stats()
+	start := time.Now()
+	rs, err := e.s.Reindex(ctx, account, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	reqs := g.Requests()
+	rstats := diffStats(beforeReindex, st.Stats())
+	var msgGets int
+	byMethod := map[string]int{}
+	for _, r := range reqs {
+		byMethod[r.Method]++
+		if r.Method == "GET" && strings.Contains(r.Path, "/msg/") {
+			msgGets++
+		}
+	}
+	if msgGets != 0 || rs.Gets != 0 || rs.Heads != 0 || len(rs.NewValidity) != 0 {
+		t.Errorf("reindex made %d GETs of message objects; stats %+v", msgGets, rs)
+	}
+	after := dumpAccount(t, e.account(account))
+	if after != before {
+		t.Errorf("state after reindex differs:\n--- before\n%s--- after\n%s", before, after)
+	}
+	if n := strings.Count(before, "  uid="); n != len(msgs) {
+		t.Errorf("%d messages before the rebuild, want %d", n, len(msgs))
+	}
+	t.Logf("delivered %d messages in %s; S3 requests per delivered message: %s", len(msgs),
+		deliverTime.Round(time.Millisecond), perMessage(deliverStats, len(msgs)))
+	t.Logf("reindex of %d messages (%d objects, snapshot %d, %d journal objects): %s, S3 requests %s, gateway saw %v",
+		rs.Messages, rs.Objects, rs.Snapshot, rs.Journals, took.Round(time.Millisecond), fmtStats(rstats), byMethod)
+}
+
+func diffStats(a, b map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range b {
+		if strings.HasSuffix(k, ".requests") && v > a[k] {
+			out[strings.TrimSuffix(k, ".requests")] = v - a[k]
+		}
+	}
+	return out
+}
+
+func fmtStats(m map[string]uint64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func perMessage(m map[string]uint64, n int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%.2f", k, float64(m[k])/float64(n)))
+	}
+	return strings.Join(parts, " ")
+}
