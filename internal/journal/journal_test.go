@@ -114,4 +114,3 @@ func TestWriteRead(t *testing.T) {
 		t.Errorf("Read of a non-journal object: %v", err)
 	}
 }
-
