@@ -29,7 +29,10 @@ var errFsckProblems = errors.New("fsck: problems remain")
 //	missing ACCOUNT KEY SIZE MESSAGES  an index entry whose object is gone (reported, never repaired:
 //	                                   FETCH answers NO for those messages; restore the object or expunge them)
 //
-// It runs beside a live serve (it does not open the read cache). The exit
+// An orphan is judged by the index alone: after the index was lost or
+// restored from an old copy, run reindex first, or --repair deletes mail
+// that a reindex would have placed again. It runs beside a live serve (it
+// does not open the read cache). The exit
 // status is 0 when nothing is wrong (or every orphan was deleted with
 // --repair), 1 when problems remain or the store could not be checked.
 func cmdFsck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
