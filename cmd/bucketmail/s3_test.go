@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -383,9 +384,20 @@ func TestFsckS3(t *testing.T) {
 	if n, _ := st3["PutObject.ops"].(float64); n < 3 {
 		t.Errorf("s3 requests log line %v: PutObject.ops %v, want at least one per delivery (3)", st3, st3["PutObject.ops"])
 	}
+	// The S3 secret (from the environment) is never logged.
+	s.mu.Lock()
+	for _, m := range s.lines {
+		if b, _ := json.Marshal(m); strings.Contains(string(b), g.SecretKey) {
+			t.Errorf("the S3 secret key is in the log: %s", b)
+		}
+	}
+	s.mu.Unlock()
 	fsck := func(args ...string) (string, int) {
 		out, errOut, code := runBin(t, "", append(append([]string{"fsck", "--data-dir", data}, s3Flags...), args...)...)
 		t.Logf("fsck %q: exit %d\n%s%s", args, code, out, errOut)
+		if strings.Contains(out+errOut, g.SecretKey) {
+			t.Errorf("fsck printed the S3 secret key")
+		}
 		return out, code
 	}
 	if out, code := fsck(); code != 0 || !strings.HasSuffix(out, "fsck: 1 accounts, 3 objects referenced by the index checked; 0 missing; 0 orphans older than 24h0m0s (0 deleted)\n") {
