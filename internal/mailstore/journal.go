@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
@@ -65,6 +66,7 @@ type journaler struct {
 	flush sync.Mutex // one flush at a time
 	stop  context.CancelFunc
 	done  chan struct{}
+	down  atomic.Int64 // UnixNano until which journalNow does not try (bucket failing)
 }
 
 func (s *Store) startJournal(ctx context.Context) error {
@@ -136,7 +138,9 @@ func (s *Store) journalLoop(ctx context.Context) {
 	}
 }
 
-// flushDirty flushes every dirty account; failures stay dirty.
+// flushDirty flushes every dirty account; failures stay dirty. A
+// temporary failure (bucket unreachable) ends the round: the rest waits
+// for the next one.
 func (s *Store) flushDirty(ctx context.Context) {
 	j := s.jrn
 	j.mu.Lock()
@@ -146,16 +150,22 @@ func (s *Store) flushDirty(ctx context.Context) {
 	}
 	clear(j.dirty)
 	j.mu.Unlock()
-	for _, n := range names {
-		if err := s.flushAccount(ctx, n, false); err != nil {
-			s.markDirty(n)
-			if !errors.Is(err, ErrNoAccount) {
-				s.log.Warn("mailstore: journal flush failed; retried next interval", "account", n, "err", err)
-			} else {
-				j.mu.Lock()
-				delete(j.dirty, n)
-				j.mu.Unlock()
+	sort.Strings(names)
+	for i, n := range names {
+		err := s.flushAccount(ctx, n, false)
+		switch {
+		case err == nil, errors.Is(err, ErrNoAccount):
+			continue
+		case blob.IsTemporary(err) || ctx.Err() != nil:
+			j.down.Store(time.Now().Add(5 * time.Second).UnixNano())
+			for _, m := range names[i:] {
+				s.markDirty(m)
 			}
+			s.log.Warn("mailstore: journal flush failed; retried next interval", "account", n, "pending", len(names)-i, "err", err)
+			return
+		default:
+			s.markDirty(n)
+			s.log.Warn("mailstore: journal flush failed; retried next interval", "account", n, "err", err)
 		}
 	}
 }
@@ -168,7 +178,7 @@ func (s *Store) closeJournal() {
 	}
 	s.jrn.stop()
 	<-s.jrn.done
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	s.flushDirty(ctx)
 	s.hub.onPublish = nil
@@ -184,15 +194,24 @@ func (s *Store) FlushJournal(ctx context.Context) {
 }
 
 // journalNow flushes account at once (after COPY, MOVE, EXPUNGE and
-// mailbox changes). A failure leaves it to the next interval.
+// mailbox changes), waiting at most 5 s. A failure, or a bucket that
+// failed in the last seconds, leaves it to the background flush: the
+// command is not held up by an unreachable bucket.
 func (s *Store) journalNow(ctx context.Context, account string) {
-	if s.jrn == nil {
+	j := s.jrn
+	if j == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	if time.Now().UnixNano() < j.down.Load() {
+		return // marked dirty by publish; the loop retries
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.flushAccount(ctx, account, false); err != nil {
 		s.markDirty(account)
+		if blob.IsTemporary(err) || ctx.Err() != nil {
+			j.down.Store(time.Now().Add(5 * time.Second).UnixNano())
+		}
 		s.log.Warn("mailstore: journal write failed; retried next interval", "account", account, "err", err)
 	}
 }
