@@ -537,6 +537,24 @@ func TestTLS(t *testing.T) {
 	if a, err := s.Stat(ctx, "tls/big"); err != nil || a.Meta["k"] != "v" || a.Size != size {
 		t.Fatalf("Stat = %+v, %v", a, err)
 	}
+	// With the SHA-256 known the payload is signed with it instead.
+	sum := sha256.Sum256([]byte(data))
+	g.Mark()
+	if err := s.Put(ctx, "tls/signed", iotest.HalfReader(strings.NewReader(data)), size, blob.Metadata{MetaSHA256: hex.EncodeToString(sum[:])}); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := g.Requests(); len(reqs) != 1 || reqs[0].Method != "PUT" || reqs[0].Status != 200 {
+		t.Errorf("signed Put sent %+v, want one PUT answered 200", reqs)
+	}
+	if got := read(t, s, "tls/signed", 0, -1); got != data {
+		t.Fatalf("signed: read back %d bytes, want %d", len(got), size)
+	}
+	if err := s.Put(ctx, "tls/wrong", strings.NewReader("abc"), 3, blob.Metadata{MetaSHA256: hex.EncodeToString(sum[:])}); err == nil {
+		t.Errorf("Put with a wrong sha256 over https succeeded")
+	}
+	if _, err := s.Stat(ctx, "tls/wrong"); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("after a wrong sha256 over https Stat = %v, want ErrNotFound", err)
+	}
 }
 
 // TestConformanceTLS runs the suite over https: an aws-chunked body cut
