@@ -338,8 +338,13 @@ func TestServeS3Outage(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := bucketStore(t, g)
-	if objs := messageObjects(t, st); len(objs) != len(accepted) {
-		t.Errorf("bucket holds %d message objects, want %d (one per accepted message)", len(objs), len(accepted))
+	// One object per accepted message; a deferred delivery whose PUT the
+	// gateway completed just as it was killed may leave an orphan (fsck's
+	// business), never less.
+	if objs := messageObjects(t, st); len(objs) < len(accepted) {
+		t.Errorf("bucket holds %d message objects, want at least %d (one per accepted message)", len(objs), len(accepted))
+	} else if len(objs) > len(accepted) {
+		t.Logf("bucket holds %d message objects for %d accepted messages (orphans of deferred deliveries)", len(objs), len(accepted))
 	}
 	g.Mark()
 	s = startServe(t, data, section)
