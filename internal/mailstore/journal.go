@@ -56,7 +56,12 @@ CREATE TABLE journal_subs (
 CREATE TABLE journal_blobs (
 	key TEXT PRIMARY KEY
 ) WITHOUT ROWID;
-`}
+`,
+	// 2: deleted mailboxes are remembered (every snapshot repeats their
+	// deletion), so that an object left behind by a failed delete is not
+	// placed again by a rebuild.
+	`ALTER TABLE journal_mailboxes ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
+}
 
 // journaler runs the background flushes.
 type journaler struct {
@@ -346,7 +351,8 @@ func (s *Store) journalDiff(ctx context.Context, tx *sql.Tx, w *journal.Writer, 
 	}
 	old := map[string]jm{}
 	if !st.snapshot {
-		rows, err := tx.QueryContext(ctx, `SELECT guid, name, uidvalidity, special_use, modseq FROM journal_mailboxes WHERE account_id = ?`, st.accountID)
+		rows, err := tx.QueryContext(ctx, `SELECT guid, name, uidvalidity, special_use, modseq FROM journal_mailboxes
+			WHERE account_id = ? AND deleted = 0`, st.accountID)
 		if err != nil {
 			return err
 		}
@@ -425,7 +431,15 @@ func (s *Store) journalDiff(ctx context.Context, tx *sql.Tx, w *journal.Writer, 
 		st.gone = append(st.gone, g)
 	}
 	sort.Strings(st.gone)
-	for _, g := range st.gone {
+	gone := st.gone
+	if st.snapshot {
+		// A snapshot repeats every deletion it knows of.
+		if gone, err = queryStrings(ctx, tx, `SELECT guid FROM journal_mailboxes WHERE account_id = ? AND deleted = 1
+			ORDER BY guid`, st.accountID); err != nil {
+			return err
+		}
+	}
+	for _, g := range gone {
 		if err := w.Add(journal.Record{T: journal.TMailboxGo, GUID: g}); err != nil {
 			return err
 		}
@@ -454,12 +468,12 @@ func (s *Store) journalDiff(ctx context.Context, tx *sql.Tx, w *journal.Writer, 
 		}
 		delete(oldSubs, n)
 	}
-	gone := make([]string, 0, len(oldSubs))
+	unsubs := make([]string, 0, len(oldSubs))
 	for n := range oldSubs {
-		gone = append(gone, n)
+		unsubs = append(unsubs, n)
 	}
-	sort.Strings(gone)
-	for _, n := range gone {
+	sort.Strings(unsubs)
+	for _, n := range unsubs {
 		if err := w.Add(journal.Record{T: journal.TUnsub, Name: n}); err != nil {
 			return err
 		}
@@ -536,7 +550,7 @@ func queryUIDs(ctx context.Context, q querier, query string, args ...any) ([]uin
 // saveJState records what a stored journal object said.
 func saveJState(ctx context.Context, tx *sql.Tx, st *jstate) error {
 	if st.snapshot {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM journal_mailboxes WHERE account_id = ?`, st.accountID); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM journal_mailboxes WHERE account_id = ? AND deleted = 0`, st.accountID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE journal_accounts SET snapshot_seq = max(snapshot_seq, ?), since_snapshot = 0
@@ -556,7 +570,7 @@ func saveJState(ctx context.Context, tx *sql.Tx, st *jstate) error {
 		}
 	}
 	for _, g := range st.gone {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM journal_mailboxes WHERE guid = ?`, g); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE journal_mailboxes SET deleted = 1 WHERE guid = ?`, g); err != nil {
 			return err
 		}
 	}

@@ -98,6 +98,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 	sort.Slice(snapshots, func(i, j int) bool { return snapshots[i] < snapshots[j] })
 
 	mboxes := map[string]*rmbox{}
+	deleted := map[string]bool{} // mailbox GUIDs the journal says are deleted
 	subs := map[string]bool{}
 	blobs := map[string]*journal.BlobIndex{}
 	var nextUV uint32
@@ -117,6 +118,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 			m.proven = true
 		case journal.TMailboxGo:
 			delete(mboxes, r.GUID)
+			deleted[r.GUID] = true
 		case journal.TSub:
 			subs[r.Name] = true
 		case journal.TUnsub:
@@ -154,6 +156,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 		}
 		s.log.Warn("mailstore: reindex: unreadable snapshot; trying an older one", "account", account, "seq", snapshots[i], "err", err)
 		clear(mboxes)
+		clear(deleted)
 		clear(subs)
 		clear(blobs)
 	}
@@ -214,6 +217,10 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 			s.log.Warn("mailstore: reindex: object metadata unusable; left for fsck", "key", k, "err", err)
 			continue
 		}
+		if deleted[pm.guid] {
+			st.Skipped++ // its mailbox was deleted; the object's delete failed
+			continue
+		}
 		m := mboxes[pm.guid]
 		if m == nil {
 			name := pm.mailbox
@@ -244,6 +251,22 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 			}
 			st.Gets++
 			blobs[k] = bi
+		}
+	}
+
+	// Index data no record carried (not expected: every object's Blob
+	// record precedes its first Message record): parse the object again.
+	for _, m := range mboxes {
+		for _, r := range m.msgs {
+			if blobs[r.Key] != nil {
+				continue
+			}
+			bi, err := s.reparse(ctx, r.Key, objects[r.Key].Size)
+			if err != nil {
+				return st, err
+			}
+			st.Gets++
+			blobs[r.Key] = bi
 		}
 	}
 
@@ -322,7 +345,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 		return st, nil
 	}
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
-		return writeRebuilt(ctx, tx, account, list, subs, blobs, nextUV, maxSeq)
+		return writeRebuilt(ctx, tx, account, list, deleted, subs, blobs, nextUV, maxSeq)
 	})
 	if err != nil {
 		return st, err
@@ -336,7 +359,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 }
 
 // writeRebuilt replaces the account's rows with the rebuilt state.
-func writeRebuilt(ctx context.Context, tx *sql.Tx, account string, list []*rmbox, subs map[string]bool,
+func writeRebuilt(ctx context.Context, tx *sql.Tx, account string, list []*rmbox, deleted, subs map[string]bool,
 	blobs map[string]*journal.BlobIndex, nextUV uint32, maxSeq uint64) error {
 	var id int64
 	err := tx.QueryRowContext(ctx, `SELECT id FROM accounts WHERE name = ?`, account).Scan(&id)
@@ -364,6 +387,12 @@ func writeRebuilt(ctx context.Context, tx *sql.Tx, account string, list []*rmbox
 	if _, err := tx.ExecContext(ctx, `INSERT INTO journal_accounts (account_id, seq, snapshot_seq, since_snapshot) VALUES (?, ?, 0, 0)`,
 		id, maxSeq); err != nil {
 		return err
+	}
+	for g := range deleted {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO journal_mailboxes (guid, account_id, name, uidvalidity, special_use, modseq, deleted)
+			VALUES (?, ?, '', 0, '', 0, 1) ON CONFLICT (guid) DO UPDATE SET deleted = 1`, g, id); err != nil {
+			return err
+		}
 	}
 	for n := range subs {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (account_id, name) VALUES (?, ?)`, id, n); err != nil {
