@@ -32,14 +32,19 @@
 //
 // Reads. A read is one successful NewRangeReader call. A hit is served
 // from the local file (whole or any range) and adds one to the object's
-// read count. A miss for the whole object (offset 0, length < 0) streams
-// it from the inner store to the caller while teeing it into tmp/; when
-// the caller has read it to the end the file is fsynced and renamed in
-// (a fill cut short or failing leaves nothing). Concurrent whole-object
-// misses of one key share one inner GET: the first caller fills, the
-// others wait for it and are then served from the local copy (they count
-// as hits). A miss for a range is passed to the inner store as the same
-// ranged read and is not cached (a part FETCH costs about the part's size).
+// read count. A miss of a read from offset 0 (length < 0, or length n as
+// the IMAP engine asks for BODY[] with the indexed size) may be the whole
+// object: it reads [0, n+1) from the inner store (one byte more, to learn
+// whether the object ends at n) and streams it to the caller while teeing
+// it into tmp/. When the inner store's reader ends at or before n, the
+// object is whole: the file is fsynced and renamed in, when the caller
+// reads to the end or closes after the n bytes it asked for. A fill cut
+// short, failing, or finding more bytes (a header read) leaves nothing.
+// Concurrent offset-0 misses of one key share one inner GET when the
+// first one fills: the others wait for it and are then served from the
+// local copy (they count as hits). A miss at another offset is passed to
+// the inner store as the same ranged read and is not cached (a part FETCH
+// costs about the part's size).
 //
 // Writes. Put writes the inner store first (durability is the inner
 // store's), then keeps a local copy: from a second pass over r when r is
@@ -169,7 +174,7 @@ type entry struct {
 
 func (e *entry) size() int64 { return e.disk - e.body }
 
-// fill is a whole-object read-through in progress.
+// fill is a read-through from offset 0 in progress.
 type fill struct {
 	done   chan struct{} // closed when the fill ended, installed or not
 	stale  bool          // a Put/Delete/Purge happened: do not install
@@ -618,7 +623,7 @@ func (c *Cache) NewRangeReader(ctx context.Context, key string, offset, length i
 	if err := blob.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("cache: get %q: %w", key, err)
 	}
-	whole := offset == 0 && length < 0
+	prefix := offset == 0 && length != 0
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -637,13 +642,9 @@ func (c *Cache) NewRangeReader(ctx context.Context, key string, offset, length i
 			c.log.Warn("cache: open cached object", "key", key, "err", err)
 			c.removeLocked(e)
 		}
-		if !whole {
+		if !prefix {
 			c.mu.Unlock()
-			r, err := c.inner.NewRangeReader(ctx, key, offset, length)
-			if err == nil {
-				c.count(false)
-			}
-			return r, err
+			break
 		}
 		if f := c.fills[key]; f != nil {
 			c.mu.Unlock()
@@ -655,14 +656,14 @@ func (c *Cache) NewRangeReader(ctx context.Context, key string, offset, length i
 			if f.noFill {
 				break // read it ourselves, uncached
 			}
-			continue // look again: installed, or fill failed and we try
+			continue // look again: installed, or not and we try
 		}
 		f := &fill{done: make(chan struct{})}
 		c.fills[key] = f
 		c.mu.Unlock()
-		return c.readThrough(ctx, key, f)
+		return c.readThrough(ctx, key, length, f)
 	}
-	r, err := c.inner.NewRangeReader(ctx, key, 0, -1)
+	r, err := c.inner.NewRangeReader(ctx, key, offset, length)
 	if err == nil {
 		c.count(false)
 	}
@@ -714,17 +715,22 @@ func (c *Cache) endFill(key string, f *fill) {
 	close(f.done)
 }
 
-// readThrough opens the whole object in the inner store and tees it into
-// a temp file as the caller reads it.
-func (c *Cache) readThrough(ctx context.Context, key string, f *fill) (io.ReadCloser, error) {
-	r, err := c.inner.NewRangeReader(ctx, key, 0, -1)
+// readThrough opens [0, length+1) of the object in the inner store (the
+// whole object when length < 0) and tees it into a temp file as the
+// caller reads its length bytes.
+func (c *Cache) readThrough(ctx context.Context, key string, length int64, f *fill) (io.ReadCloser, error) {
+	ask := int64(-1)
+	if length >= 0 {
+		ask = length + 1
+	}
+	r, err := c.inner.NewRangeReader(ctx, key, 0, ask)
 	if err != nil {
 		c.endFill(key, f)
 		return nil, err
 	}
 	c.count(false)
 	hdr := header(key, nil)
-	tr := &teeReader{c: c, key: key, f: f, r: r, hdrLen: int64(len(hdr))}
+	tr := &teeReader{c: c, key: key, f: f, r: r, hdrLen: int64(len(hdr)), want: length}
 	if tr.tmp, err = c.createTemp(hdr); err != nil {
 		c.log.Debug("cache: fill: temp file", "key", key, "err", err)
 		f.noFill = true
@@ -742,20 +748,31 @@ type teeReader struct {
 	r      io.ReadCloser
 	tmp    *os.File
 	hdrLen int64
-	n      int64
+	want   int64 // bytes the caller asked for; < 0: all
+	n      int64 // bytes read from r
+	given  int64 // bytes given to the caller
+	eof    bool  // r is at its end
 }
 
-func (t *teeReader) Read(p []byte) (int, error) {
+// readInner reads from r into p, teeing into the temp file while the fill
+// lasts, and ends the fill at r's end: installed if r held the whole
+// object (no more than want bytes), else dropped.
+func (t *teeReader) readInner(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if t.f != nil && n > 0 {
 		t.n += int64(n)
 		if t.hdrLen+t.n > t.c.max {
 			t.f.noFill = true
 			t.abort()
+		} else if t.want >= 0 && t.n > t.want {
+			t.abort() // the object goes on past the range: not whole
 		} else if _, werr := t.tmp.Write(p[:n]); werr != nil {
 			t.c.log.Debug("cache: fill: write", "key", t.key, "err", werr)
 			t.abort()
 		}
+	}
+	if err == io.EOF {
+		t.eof = true
 	}
 	if t.f != nil && err != nil {
 		if err == io.EOF {
@@ -769,6 +786,33 @@ func (t *teeReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+func (t *teeReader) Read(p []byte) (int, error) {
+	if t.want >= 0 {
+		left := t.want - t.given
+		if left <= 0 {
+			t.finish()
+			return 0, io.EOF
+		}
+		if int64(len(p)) > left {
+			p = p[:left]
+		}
+	}
+	n, err := t.readInner(p)
+	t.given += int64(n)
+	return n, err
+}
+
+// finish reads on past the caller's range (at most the one extra byte
+// asked for) to learn whether the object ended there.
+func (t *teeReader) finish() {
+	var b [1]byte
+	for t.f != nil && !t.eof {
+		if _, err := t.readInner(b[:]); err != nil {
+			return
+		}
+	}
+}
+
 // abort ends the fill without installing anything.
 func (t *teeReader) abort() {
 	if t.f == nil {
@@ -780,7 +824,12 @@ func (t *teeReader) abort() {
 	t.f = nil
 }
 
+// Close installs the fill if the caller read the whole range it asked for
+// and the object ended there; otherwise the fill is dropped.
 func (t *teeReader) Close() error {
+	if t.want >= 0 && t.given >= t.want {
+		t.finish()
+	}
 	t.abort()
 	return t.r.Close()
 }

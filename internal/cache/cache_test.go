@@ -465,3 +465,58 @@ func TestPutDuringFill(t *testing.T) {
 		t.Fatalf("stats = %+v", s)
 	}
 }
+
+// TestPrefixReads: the IMAP engine reads BODY[] as [0, size) and a header
+// as [0, header size). The first fills the cache (one extra byte asked
+// proves the object ends there), the second does not.
+func TestPrefixReads(t *testing.T) {
+	for _, closeEarly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("close-after-range=%v", closeEarly), func(t *testing.T) {
+			inner := newInner(t)
+			data := strings.Repeat("0123456789", 3000)
+			putString(t, inner, "k", data)
+			dir := t.TempDir()
+			c := openCache(t, Config{Dir: dir}, inner)
+			get := func(off, n int64) string {
+				r, err := c.NewRangeReader(context.Background(), "k", off, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				var b bytes.Buffer
+				if closeEarly && n >= 0 {
+					// io.CopyN stops after n bytes and never sees EOF.
+					_, err = io.CopyN(&b, r, n)
+				} else {
+					_, err = io.Copy(&b, r)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b.String()
+			}
+			if got := get(0, 100); got != data[:100] {
+				t.Fatalf("header read = %q", got)
+			}
+			if s := c.Stats(); s.Objects != 0 || countFiles(t, dir) != 0 {
+				t.Fatalf("a header read cached something: %+v", s)
+			}
+			if got := get(0, int64(len(data))); got != data {
+				t.Fatalf("body read: %d bytes", len(got))
+			}
+			if got := get(0, int64(len(data))); got != data {
+				t.Fatalf("second body read: %d bytes", len(got))
+			}
+			if got := get(0, 100); got != data[:100] {
+				t.Fatalf("header hit = %q", got)
+			}
+			want := []readCall{{"k", 0, 101}, {"k", 0, int64(len(data)) + 1}}
+			if got := inner.calls(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("inner reads = %v, want %v", got, want)
+			}
+			if s := c.Stats(); s.Objects != 1 || s.Hits != 2 || s.Misses != 2 {
+				t.Fatalf("stats = %+v", s)
+			}
+		})
+	}
+}

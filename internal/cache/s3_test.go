@@ -123,8 +123,19 @@ func TestS3(t *testing.T) {
 	if len(got) != 2 || got[0] != [2]int64{0, -1} || got[1] != [2]int64{29000, 1000} {
 		t.Fatalf("ranges asked of S3 = %v, want [[0 -1] [29000 1000]]", got)
 	}
+
+	// BODY[] as the IMAP engine asks for it, [0, size): one GET, then none.
+	g.Mark()
+	for range 2 {
+		if got := read(t, c, "a/part", 0, int64(len(msg))); got != msg {
+			t.Fatalf("BODY[] read: %d bytes", len(got))
+		}
+	}
+	if n := g.Count("GET", 0); n != 1 {
+		t.Fatalf("two BODY[] reads: %d GETs, want 1", n)
+	}
 	s := c.Stats()
-	if s.Hits != 3 || s.Misses != 2 || s.Objects != 2 {
+	if s.Hits != 4 || s.Misses != 3 || s.Objects != 3 {
 		t.Fatalf("stats = %+v", s)
 	}
 }
