@@ -271,6 +271,12 @@ func TestDeleteRemovesLocal(t *testing.T) {
 }
 
 func TestConcurrentMissesOneInnerGet(t *testing.T) {
+	for _, n := range []int64{-1, 50000} { // whole, and BODY[] as [0, size)
+		t.Run(fmt.Sprint(n), func(t *testing.T) { concurrentMisses(t, n) })
+	}
+}
+
+func concurrentMisses(t *testing.T, length int64) {
 	inner := newInner(t)
 	data := strings.Repeat("y", 50000)
 	putString(t, inner, "k", data)
@@ -283,7 +289,7 @@ func TestConcurrentMissesOneInnerGet(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := c.NewRangeReader(context.Background(), "k", 0, -1)
+			r, err := c.NewRangeReader(context.Background(), "k", 0, length)
 			if err != nil {
 				errs <- err
 				return
@@ -518,5 +524,83 @@ func TestPrefixReads(t *testing.T) {
 				t.Fatalf("stats = %+v", s)
 			}
 		})
+	}
+}
+
+// TestStress mixes Put, whole and ranged reads and Delete of a few keys
+// under a small cap; every read returns the key's bytes or ErrNotFound,
+// and afterwards the accounting matches the files.
+func TestStress(t *testing.T) {
+	inner := newInner(t)
+	dir := t.TempDir()
+	c := openCache(t, Config{Dir: dir, MaxBytes: 20000, Policy: PolicyCount}, inner)
+	content := func(k int) string { return strings.Repeat(fmt.Sprintf("<%d>", k), 300+k*97) }
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 150 {
+				k := (w*7 + i*13) % 10
+				key := fmt.Sprintf("s/%d", k)
+				want := content(k)
+				switch (w + i) % 5 {
+				case 0:
+					var r io.Reader = strings.NewReader(want)
+					if i%2 == 0 {
+						r = onlyReader{r}
+					}
+					if err := c.Put(context.Background(), key, r, int64(len(want)), nil); err != nil {
+						errs <- err
+						return
+					}
+				case 1:
+					if err := c.Delete(context.Background(), key); err != nil && !errors.Is(err, blob.ErrNotFound) {
+						errs <- err
+						return
+					}
+				default:
+					off, n := int64(0), int64(-1)
+					switch i % 3 {
+					case 1:
+						n = int64(len(want))
+					case 2:
+						off, n = 5, 50
+					}
+					r, err := c.NewRangeReader(context.Background(), key, off, n)
+					if errors.Is(err, blob.ErrNotFound) {
+						continue
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					var b bytes.Buffer
+					_, err = io.Copy(&b, r)
+					r.Close()
+					exp := want[off:]
+					if n >= 0 {
+						exp = exp[:n]
+					}
+					if err == nil && b.String() != exp {
+						err = fmt.Errorf("%s [%d,%d): got %d bytes, want %d", key, off, n, b.Len(), len(exp))
+					}
+					if err != nil && !errors.Is(err, blob.ErrNotFound) {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	describe(t, c, "") // cap and accounting
+	if n, s := countFiles(t, dir), c.Stats(); n != s.Objects {
+		t.Fatalf("%d files, %d objects", n, s.Objects)
 	}
 }
