@@ -117,9 +117,9 @@ func reindexAccounts(ctx context.Context, e *env, accounts []string, dryRun bool
 }
 
 // prepareIndex runs before serve accepts connections: on an index with
-// no account and no user, it rebuilds from the bucket whatever the bucket
-// holds (user records in S3 mode, then every account's mail), and it
-// starts the bucket journal. In S3 mode every user record is written to
+// no mail account, it rebuilds from the bucket whatever the bucket holds
+// (user records in S3 mode, keeping users already in the index, then
+// every account's mail), and it starts the bucket journal. In S3 mode every user record is written to
 // the bucket (records of users added before, or while the bucket was
 // unreachable). A rebuild that fails stops the start with the reason.
 func prepareIndex(ctx context.Context, e *env, log *slog.Logger) error {
@@ -127,17 +127,14 @@ func prepareIndex(ctx context.Context, e *env, log *slog.Logger) error {
 	if err := e.db.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&indexed); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	users, err := e.users.ListUsers(ctx)
-	if err != nil {
-		return err
-	}
 	var u *embedded.DB
 	if e.cfg.S3Enabled() {
+		var err error
 		if u, err = embedded.New(ctx, e.db, embedded.WithBucket(e.blobs)); err != nil {
 			return err
 		}
 	}
-	if indexed == 0 && len(users) == 0 {
+	if indexed == 0 {
 		accounts, err := mailstore.BucketAccounts(ctx, e.blobs)
 		if err != nil {
 			return fmt.Errorf("empty index; cannot list the bucket to rebuild it (run bucketmail reindex --all when it answers): %w", err)
