@@ -24,6 +24,13 @@
 // is deleted after the commit that drops its last reference. Orphans
 // finds objects no row refers to (for fsck).
 //
+// The bucket is self-describing (DESIGN §3; package journal): each
+// object's metadata says where it was delivered (blobMeta), and with
+// Options.JournalInterval (or StartJournal) every later change is written
+// to a per-account journal in the blob store, compacted into snapshots
+// (journal.go). Reindex rebuilds an account's rows from those alone
+// (reindex.go). A crash loses at most the last interval of flag changes.
+//
 // Mailbox names are UTF-8 with "/" as the hierarchy separator; "INBOX" is
 // case-insensitive and stored as "INBOX".
 //
