@@ -13,7 +13,8 @@ import (
 )
 
 // cmdCache runs "cache stats" and "cache purge" on the read cache in
-// DATA_DIR/cache (see package internal/cache). stats reads the state file
+// [cache] dir (default DATA_DIR/cache; --cache-dir overrides), see package
+// internal/cache. stats reads the state file
 // the cache writes every few seconds, so it works whether or not serve is
 // running; purge needs the cache to itself and fails while serve runs.
 func cmdCache(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,7 +29,7 @@ func cmdCache(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	flags := config.RegisterFlags(fs, false)
 	var dir string
-	fs.StringVar(&dir, "cache-dir", "", "cache `directory` (default DATA_DIR/"+cache.DirName+")")
+	fs.StringVar(&dir, "cache-dir", "", "cache `directory` (default [cache] dir, else DATA_DIR/"+cache.DirName+")")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -41,7 +42,7 @@ func cmdCache(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if dir == "" {
-		dir = cache.DefaultDir(cfg.DataDir)
+		dir = cfg.Cache.Dir // [cache] dir, default DATA_DIR/cache
 	}
 	switch sub {
 	case "stats":
@@ -51,7 +52,7 @@ func cmdCache(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		printCacheStats(stdout, dir, s)
 	case "purge":
-		c, err := cache.Open(ctx, cache.Config{Dir: dir}, nil, newLogger(cfg, stderr))
+		c, err := cache.Open(ctx, cache.Config{Dir: dir, MaxBytes: cfg.Cache.MaxBytes, Policy: cfg.Cache.Policy}, nil, newLogger(cfg, stderr))
 		if errors.Is(err, cache.ErrLocked) {
 			return fmt.Errorf("cache %s is in use (is serve running? stop it first): %w", dir, err)
 		}

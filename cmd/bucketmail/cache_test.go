@@ -85,3 +85,26 @@ reads  objects  bytes
 		t.Fatalf("bad subcommand = %d %q", code, errs)
 	}
 }
+
+// TestCacheStatsConfigDir: stats reads [cache] dir from the config file.
+func TestCacheStatsConfigDir(t *testing.T) {
+	data, dir := t.TempDir(), t.TempDir()
+	c, err := cache.Open(context.Background(), cache.Config{Dir: dir}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "bucketmail.toml")
+	if err := os.WriteFile(conf, []byte("data_dir = \""+data+"\"\n[cache]\ndir = \""+dir+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), func() {}, []string{"cache", "stats", "--config", conf}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("cache stats = %d %q", code, errb.String())
+	}
+	if first, _, _ := strings.Cut(out.String(), "\n"); first != "cache      "+dir {
+		t.Fatalf("first line %q, want the [cache] dir %s", first, dir)
+	}
+}
