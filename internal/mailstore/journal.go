@@ -212,6 +212,11 @@ func (s *Store) journalNow(ctx context.Context, account string) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	// Unmark first: a change committed after this point publishes (and
+	// marks) again; one committed before is in this flush.
+	j.mu.Lock()
+	delete(j.dirty, account)
+	j.mu.Unlock()
 	if err := s.flushAccount(ctx, account, false); err != nil {
 		s.markDirty(account)
 		if blob.IsTemporary(err) || ctx.Err() != nil {
