@@ -113,14 +113,14 @@ func dumpAccount(t testing.TB, a *Account) string {
 		t.Fatal(err)
 	}
 	for _, mb := range mbs {
-		fmt.Fprintf(&b, "mailbox %q guid=%s uidvalidity=%d uidnext=%d use=%q sub=%v n=%d\n",
-			mb.Name, mb.GUID, mb.UIDValidity, mb.UIDNext, mb.SpecialUse, mb.Subscribed, mb.Messages)
+		fmt.Fprintf(&b, "mailbox %q guid=%s uidvalidity=%d uidnext=%d hms=%d use=%q sub=%v n=%d\n",
+			mb.Name, mb.GUID, mb.UIDValidity, mb.UIDNext, mb.HighestModSeq, mb.SpecialUse, mb.Subscribed, mb.Messages)
 		var uids []uint32
 		for u := uint32(1); u < mb.UIDNext; u++ {
 			uids = append(uids, u)
 		}
 		err := a.Messages(ctx, mb.ID, uids, func(m *Message) error {
-			fmt.Fprintf(&b, "  uid=%d flags=%v date=%s size=%d key=%s env=%.60s bs=%.60s hdr=%d\n", m.UID, m.Flags,
+			fmt.Fprintf(&b, "  uid=%d modseq=%d flags=%v date=%s size=%d key=%s env=%.60s bs=%.60s hdr=%d\n", m.UID, m.ModSeq, m.Flags,
 				m.InternalDate.Format(time.RFC3339), m.Size, m.BlobKey, m.Envelope, m.BodyStructure, len(m.Header))
 			return nil
 		})
