@@ -42,7 +42,8 @@
 // short, failing, or finding more bytes (a header read) leaves nothing.
 // Concurrent offset-0 misses of one key share one inner GET when the
 // first one fills: the others wait for it and are then served from the
-// local copy (they count as hits). A miss at another offset is passed to
+// local copy (they count as hits; they wait as long as the first caller
+// takes to read). A miss at another offset is passed to
 // the inner store as the same ranged read and is not cached (a part FETCH
 // costs about the part's size).
 //
@@ -58,7 +59,7 @@
 // is an access: new mail is usually read within seconds). Policy "count"
 // evicts the object with the lowest aged score, oldest access first among
 // equals: a read adds one to the score, a Put starts it at one, and every
-// agePeriod reads (all objects together) every score is halved, so mail
+// 1024 reads (all objects together) every score is halved, so mail
 // read often long ago gives way to mail read lately. Choosing a "count"
 // victim scans every entry (O(objects) per eviction).
 package cache
@@ -665,19 +666,15 @@ func (c *Cache) NewRangeReader(ctx context.Context, key string, offset, length i
 	}
 	r, err := c.inner.NewRangeReader(ctx, key, offset, length)
 	if err == nil {
-		c.count(false)
+		c.countMiss()
 	}
 	return r, err
 }
 
-// count counts a read that was not served from a local copy.
-func (c *Cache) count(hit bool) {
+// countMiss counts a read that was not served from a local copy.
+func (c *Cache) countMiss() {
 	c.mu.Lock()
-	if hit {
-		c.hits++
-	} else {
-		c.misses++
-	}
+	c.misses++
 	c.countReadLocked()
 	c.mu.Unlock()
 }
@@ -728,7 +725,7 @@ func (c *Cache) readThrough(ctx context.Context, key string, length int64, f *fi
 		c.endFill(key, f)
 		return nil, err
 	}
-	c.count(false)
+	c.countMiss()
 	hdr := header(key, nil)
 	tr := &teeReader{c: c, key: key, f: f, r: r, hdrLen: int64(len(hdr)), want: length}
 	if tr.tmp, err = c.createTemp(hdr); err != nil {
