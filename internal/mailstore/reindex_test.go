@@ -204,10 +204,12 @@ func TestJournalReindexFS(t *testing.T) {
 	}
 	e.deliver(a, "Drafts", testMsg(99), msgDate(99), FlagDraft)
 	mutate(t, a)
-	// Deliveries after the mutations, in a renamed mailbox.
+	// Deliveries after the mutations, in a renamed mailbox; one with raw
+	// 8-bit header bytes (not UTF-8), which the ENVELOPE keeps as they are.
 	e.deliver(a, "Ärger/日本語", testMsg(11), msgDate(11), "$Neu")
+	e.deliver(a, "Ärger/日本語", "From: J\xfcrgen <j@example.org>\r\nSubject: caf\xe9 \xff\r\n\r\nbody\r\n", msgDate(12))
 	before := dumpAccount(t, a)
-	if n := strings.Count(before, "  uid="); n != 11 || !strings.Contains(before, `mailbox "Ärger/日本語"`) ||
+	if n := strings.Count(before, "  uid="); n != 12 || !strings.Contains(before, "caf\xe9 \xff") || !strings.Contains(before, `mailbox "Ärger/日本語"`) ||
 		!strings.Contains(before, `"$Label1"`) {
 		t.Fatalf("scenario state (%d messages):\n%s", n, before)
 	}
