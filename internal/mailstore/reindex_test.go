@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -465,4 +466,38 @@ func readBody(t testing.TB, a *Account, mailboxID int64, uid uint32) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestBucketAccounts: every account with objects is found by its key
+// prefix, non-ASCII and over-long (hashed) names too; user records and
+// other keys are not accounts.
+func TestBucketAccounts(t *testing.T) {
+	fsStore, err := blobfs.New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newJEnv(t, fsStore, time.Hour, 40)
+	ctx := context.Background()
+	long := strings.Repeat("ö", 150) + "@example.org"
+	names := []string{"alice@example.org", "ünï@example.org", long, "msg-only@example.org"}
+	for i, n := range names[:3] {
+		a := e.account(n)
+		e.deliver(a, "INBOX", testMsg(i), msgDate(i))
+	}
+	e.s.FlushJournal(ctx)
+	// An account with message objects only (delivered without a journal).
+	e.close()
+	e.interval = 0
+	e.open()
+	e.deliver(e.account(names[3]), "INBOX", testMsg(9), msgDate(9))
+	fsStore.Put(ctx, "accounts/alice=40example.org", strings.NewReader("{}"), 2, nil)
+	got, err := BucketAccounts(ctx, fsStore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(names)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("BucketAccounts = %q, want %q", got, want)
+	}
 }
