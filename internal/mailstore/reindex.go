@@ -277,24 +277,40 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].mb.Name < list[j].mb.Name })
 	names := map[string]bool{}
-	hasInbox := false
 	for _, m := range list {
 		nextUV = max(nextUV, m.mb.UIDValidity+1)
 		if names[m.mb.Name] {
 			m.mb.Name += "-" + m.mb.GUID[:8]
 		}
 		names[m.mb.Name] = true
-		if m.mb.Name == "INBOX" {
-			hasInbox = true
-		}
 	}
 	nextUV = max(nextUV, uint32(min(now.Unix(), 0xfffffffe)))
 	takeUV := func() uint32 { v := nextUV; nextUV++; return v }
-	if !hasInbox {
-		m := &rmbox{mb: journal.Mailbox{GUID: newGUID(), Name: "INBOX", UIDValidity: takeUV(), UIDNext: 1, HighestModSeq: 1},
-			msgs: map[uint32]*journal.MessageRec{}}
-		list = append([]*rmbox{m}, list...)
+	// Without any journal (mail delivered or imported with the journal
+	// off), the account gets its default mailboxes as a new one would;
+	// INBOX in any case.
+	noJournal := snapSeq == 0 && len(journals) == 0
+	for _, d := range DefaultMailboxes {
+		if noJournal && names[d.Name] {
+			for _, m := range list {
+				if m.mb.Name == d.Name && m.mb.SpecialUse == "" {
+					m.mb.SpecialUse = d.SpecialUse
+				}
+			}
+			subs[d.Name] = true
+		}
+		if names[d.Name] || (d.Name != "INBOX" && !noJournal) {
+			continue
+		}
+		names[d.Name] = true
+		m := &rmbox{mb: journal.Mailbox{GUID: newGUID(), Name: d.Name, UIDValidity: takeUV(), UIDNext: 1, HighestModSeq: 1,
+			SpecialUse: d.SpecialUse}, msgs: map[uint32]*journal.MessageRec{}}
+		list = append(list, m)
+		if noJournal {
+			subs[d.Name] = true
+		}
 	}
+	sort.Slice(list, func(i, j int) bool { return list[i].mb.Name < list[j].mb.Name })
 	for _, m := range list {
 		var placedMod bool
 		for _, r := range m.msgs {

@@ -501,3 +501,58 @@ func TestBucketAccounts(t *testing.T) {
 		t.Errorf("BucketAccounts = %q, want %q", got, want)
 	}
 }
+
+// TestReindexWithoutJournal: mail stored with the journal off (import,
+// or before the journal existed) is rebuilt from object metadata alone:
+// same mailbox GUIDs, UIDVALIDITY, UIDs, INTERNALDATE and delivery
+// flags; the default mailboxes with their special-use come back too.
+func TestReindexWithoutJournal(t *testing.T) {
+	fsStore, err := blobfs.New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newJEnv(t, fsStore, 0, 40)
+	ctx := context.Background()
+	a := e.account("erin@example.org")
+	e.deliver(a, "INBOX", testMsg(1), msgDate(1))
+	e.deliver(a, "INBOX", testMsg(2), msgDate(2), FlagSeen, "$Imported")
+	e.deliver(a, "Sent", testMsg(3), msgDate(3), FlagSeen)
+	want := map[string]string{}
+	for _, n := range []string{"INBOX", "Sent"} {
+		mb, _ := a.Mailbox(ctx, n)
+		want[n] = fmt.Sprintf("%s %d %q n=%d next=%d", mb.GUID, mb.UIDValidity, mb.SpecialUse, mb.Messages, mb.UIDNext)
+	}
+	e.crash()
+	e.open()
+	st, err := e.s.Reindex(ctx, "erin@example.org", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Placed != 3 || st.Heads != 3 || st.Gets != 3 || st.Mailboxes != 6 || st.Messages != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	a = e.account("erin@example.org")
+	for _, n := range []string{"INBOX", "Sent"} {
+		mb, _ := a.Mailbox(ctx, n)
+		if got := fmt.Sprintf("%s %d %q n=%d next=%d", mb.GUID, mb.UIDValidity, mb.SpecialUse, mb.Messages, mb.UIDNext); got != want[n] {
+			t.Errorf("%s: %s, want %s", n, got, want[n])
+		}
+	}
+	mbs, _ := a.Mailboxes(ctx)
+	var got []string
+	for _, mb := range mbs {
+		got = append(got, mb.Name+" "+mb.SpecialUse)
+	}
+	if w := "[Archive \\Archive Drafts \\Drafts INBOX  Junk \\Junk Sent \\Sent Trash \\Trash]"; fmt.Sprint(got) != w {
+		t.Errorf("mailboxes %v, want %s", got, w)
+	}
+	inbox, _ := a.Mailbox(ctx, "INBOX")
+	var msgs []string
+	a.Messages(ctx, inbox.ID, []uint32{1, 2}, func(m *Message) error {
+		msgs = append(msgs, fmt.Sprintf("%d %v %s", m.UID, m.Flags, m.InternalDate.Format(time.RFC3339)))
+		return nil
+	})
+	if w := fmt.Sprintf("[1 [] %s 2 [$Imported \\Seen] %s]", msgDate(1).Format(time.RFC3339), msgDate(2).Format(time.RFC3339)); fmt.Sprint(msgs) != w {
+		t.Errorf("INBOX %v, want %s", msgs, w)
+	}
+}
