@@ -293,10 +293,13 @@ func (s *Store) flushAccount(ctx context.Context, account string, snapshot bool)
 		if err != nil {
 			return err
 		}
+		if st.snapshot {
+			return nil // read below, without holding the write lock
+		}
 		if err := s.journalDiff(ctx, tx, w, &st); err != nil {
 			return err
 		}
-		if w.Len() == 0 && !st.snapshot {
+		if w.Len() == 0 {
 			return errNothing // rolls the seq back
 		}
 		st.records = w.Len()
@@ -304,6 +307,17 @@ func (s *Store) flushAccount(ctx context.Context, account string, snapshot bool)
 	})
 	if errors.Is(err, errNothing) {
 		return nil
+	}
+	if err == nil && st.snapshot {
+		// A snapshot can be large: it is read in a read transaction (one
+		// consistent view) so that writers are not held up. Its seq was
+		// taken first; that is safe because flushes of this process are
+		// serialised (j.flush) and only one process journals: no journal
+		// object is computed between the seq and this read, and every
+		// change after the read is above the MODSEQs saved below, so it
+		// goes into a later journal object.
+		err = s.readTx(ctx, func(tx *sql.Tx) error { return s.journalDiff(ctx, tx, w, &st) })
+		st.records = w.Len()
 	}
 	if err != nil {
 		return fmt.Errorf("mailstore: journal %s: %w", account, err)
