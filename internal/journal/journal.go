@@ -263,8 +263,10 @@ type Writer struct {
 }
 
 // NewWriter starts an object in dir (a local directory) with header h.
+// The temporary file is named in-journal-* (mailstore's spool cleaner
+// removes such files left by a crash).
 func NewWriter(dir string, h Header) (*Writer, error) {
-	f, err := os.CreateTemp(dir, "journal-*")
+	f, err := os.CreateTemp(dir, "in-journal-*")
 	if err != nil {
 		return nil, fmt.Errorf("journal: new writer: %w", err)
 	}
