@@ -128,17 +128,28 @@ func (d *DB) readRecord(ctx context.Context, key string) (BucketRecord, error) {
 	return r, nil
 }
 
-// SyncToBucket writes every user's record to the bucket (records written
-// before WithBucket was in use, or that failed to write).
+// SyncToBucket writes the record of every user that has none in the
+// bucket (users added before WithBucket was in use, or whose write
+// failed). One LIST, then one PUT per missing record.
 func (d *DB) SyncToBucket(ctx context.Context) error {
 	if d.bucket == nil {
 		return nil
+	}
+	have := map[string]bool{}
+	if err := d.bucket.List(ctx, BucketPrefix, func(a blob.Attrs) error {
+		have[a.Key] = true
+		return nil
+	}); err != nil {
+		return fmt.Errorf("userdb: sync: %w: %w", userdb.ErrUnavailable, err)
 	}
 	users, err := d.ListUsers(ctx)
 	if err != nil {
 		return err
 	}
 	for _, u := range users {
+		if have[BucketKey(u.Address)] {
+			continue
+		}
 		if err := d.mirror(ctx, "sync", u.Address, nil); err != nil {
 			return err
 		}

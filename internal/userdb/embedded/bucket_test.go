@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
@@ -70,5 +71,34 @@ func TestBucketRecords(t *testing.T) {
 	// A second restore adds nothing.
 	if added, err := fresh.RestoreFromBucket(ctx); err != nil || len(added) != 0 {
 		t.Errorf("second restore: %q, %v", added, err)
+	}
+}
+
+// TestSyncToBucket: users added without the bucket get their records on
+// sync; existing records are not rewritten.
+func TestSyncToBucket(t *testing.T) {
+	ctx := context.Background()
+	store, err := blobfs.New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := open(t, WithHasher(cheap))
+	for _, a := range []string{"alice@example.org", "bob@example.org"} {
+		if err := d.AddUser(ctx, a, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.bucket = store
+	// bob already has a record (a stale one): sync leaves it alone.
+	store.Put(ctx, BucketKey("bob@example.org"), strings.NewReader(`{"v":1}`), 7, nil)
+	if err := d.SyncToBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.readRecord(ctx, BucketKey("alice@example.org"))
+	if err != nil || r.Address != "alice@example.org" || !strings.HasPrefix(r.Password, "{ARGON2ID}") {
+		t.Errorf("alice's record %+v, %v", r, err)
+	}
+	if r, err := d.readRecord(ctx, BucketKey("bob@example.org")); err != nil || r.Address != "" {
+		t.Errorf("bob's record was rewritten: %+v, %v", r, err)
 	}
 }
