@@ -61,8 +61,30 @@ type Options struct {
 	// message for every recipient (default 10 minutes). Past it the
 	// recipients not yet stored get 451 4.3.0.
 	DeliveryTimeout time.Duration
-	Logger          *slog.Logger
+	// MaxLineLength is the longest line accepted, command or message,
+	// in bytes without its CRLF (default DefaultMaxLineLength). A longer
+	// command line gets "500 5.4.0" and the connection is closed; a
+	// longer message line fails the transaction with "554 5.6.0" for
+	// every recipient, then the connection is closed (go-smtp).
+	MaxLineLength int
+	// MaxConnections caps concurrent connections over every listener
+	// (default DefaultMaxConnections). Further clients wait, unanswered,
+	// in the listen backlog until a connection ends.
+	MaxConnections int
+	Logger         *slog.Logger
 }
+
+// Defaults for Options. Memory bound: go-smtp buffers a whole command
+// line (message lines are streamed), in a slice that grows by append and
+// then a string copy, so one connection holds at most about
+// 2.5 × MaxLineLength + 8 KiB; with the defaults, 128 × 2.5 MiB ≈ 320 MiB
+// in the worst case, against a client that sends maximal command lines on
+// every connection. Real mail needs far less: the longest line in the test
+// corpus is 24,340 bytes, and Postfix splits lines at 2048 by default.
+const (
+	DefaultMaxLineLength  = 1 << 20
+	DefaultMaxConnections = 128
+)
 
 // Server is an LMTP server. Create it with New; it may Serve several
 // listeners; stop it with Shutdown.
@@ -74,6 +96,11 @@ type Server struct {
 	// ctx is the root of every delivery; cancel ends them at the hard stop.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// slots holds one token per open connection (MaxConnections);
+	// done is closed by Shutdown.
+	slots chan struct{}
+	done  chan struct{}
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -89,11 +116,18 @@ func New(opts Options) *Server {
 	if opts.DeliveryTimeout == 0 {
 		opts.DeliveryTimeout = 10 * time.Minute
 	}
+	if opts.MaxLineLength <= 0 {
+		opts.MaxLineLength = DefaultMaxLineLength
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, conns: make(map[*trackedConn]struct{})}
+	s := &Server{opts: opts, log: log, conns: make(map[*trackedConn]struct{}),
+		slots: make(chan struct{}, opts.MaxConnections), done: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.LMTP = true
@@ -105,14 +139,14 @@ func New(opts Options) *Server {
 		// is checked against the real limit in session.Mail; the SIZE
 		// keyword advertises one byte more than the limit.
 		srv.MaxMessageBytes = opts.MaxMessageSize + 1
-		// RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real mail
-		// breaks that and Dovecot stores it; a line may be as long as a
-		// message (go-smtp applies the limit to DATA lines and buffers
-		// only command lines).
-		srv.MaxLineLength = int(min(opts.MaxMessageSize+2, 1<<30))
-	} else {
-		srv.MaxLineLength = 0 // no limit
 	}
+	// RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real mail breaks
+	// that and Dovecot stores it. go-smtp applies one limit to command and
+	// DATA lines alike, and buffers a whole command line, so the limit
+	// bounds memory (see DefaultMaxLineLength). Its count includes the
+	// CR and the previous line's LF: +2 lets a line of exactly
+	// MaxLineLength bytes through.
+	srv.MaxLineLength = opts.MaxLineLength + 2
 	srv.MaxRecipients = 1000
 	srv.TLSConfig = opts.TLS
 	srv.ReadTimeout = opts.ReadTimeout
@@ -191,6 +225,9 @@ func (s *Server) isShutting() bool {
 // every connection ended before ctx did, else ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.shutting {
+		close(s.done)
+	}
 	s.shutting = true
 	lns := s.listeners
 	s.mu.Unlock()
@@ -251,10 +288,19 @@ type listener struct {
 	s *Server
 }
 
+// Accept takes a connection slot before it accepts, so at most
+// MaxConnections are open; the slot is given back when the connection is
+// closed.
 func (l *listener) Accept() (net.Conn, error) {
 	for {
+		select {
+		case l.s.slots <- struct{}{}:
+		case <-l.s.done:
+			return nil, net.ErrClosed
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
+			<-l.s.slots
 			return nil, err
 		}
 		tc := &trackedConn{Conn: c, w: c, s: l.s}
@@ -269,6 +315,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		io.WriteString(c, shutdownReply)
 		c.Close()
+		<-l.s.slots
 	}
 }
 
@@ -282,10 +329,16 @@ type trackedConn struct {
 	closing bool
 }
 
+// Close closes the connection and gives its slot back (once: go-smtp
+// may close twice).
 func (c *trackedConn) Close() error {
 	c.s.mu.Lock()
+	_, open := c.s.conns[c]
 	delete(c.s.conns, c)
 	c.s.mu.Unlock()
+	if open {
+		<-c.s.slots
+	}
 	return c.Conn.Close()
 }
 
@@ -453,6 +506,8 @@ func (s *Server) reply(err error) error {
 		return code(501, 5, 1, 3, "Bad recipient address syntax")
 	case errors.Is(err, delivery.ErrTooLarge):
 		return errTooBig
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return code(554, 5, 6, 0, fmt.Sprintf("Line longer than %d bytes", s.opts.MaxLineLength))
 	case errors.Is(err, delivery.ErrOverQuota):
 		return code(552, 5, 2, 2, "Mailbox over quota")
 	case delivery.Temporary(err) && s.ctx.Err() != nil:

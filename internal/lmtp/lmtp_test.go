@@ -101,6 +101,13 @@ func newFixture(t *testing.T, network string) *fixture {
 
 func newFixtureSize(t *testing.T, network string, maxSize int64) *fixture {
 	t.Helper()
+	return newFixtureOpts(t, network, maxSize, nil)
+}
+
+// newFixtureOpts is newFixtureSize with set applied to the server's
+// Options (when not nil).
+func newFixtureOpts(t *testing.T, network string, maxSize int64, set func(*lmtp.Options)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	db, err := metadb.OpenSQLite(ctx, filepath.Join(dir, "index.db"))
@@ -137,7 +144,7 @@ func newFixtureSize(t *testing.T, network string, maxSize int64) *fixture {
 	}
 	f.users = &faultyUsers{UserDB: udb}
 	f.manager = udb
-	f.srv = lmtp.New(lmtp.Options{
+	opts := lmtp.Options{
 		Deliverer: &delivery.Deliverer{
 			Store: f.store, Users: f.users, Delimiter: "+", MaxSize: maxSize,
 			Hostname: "mx.test", Logger: log,
@@ -145,7 +152,11 @@ func newFixtureSize(t *testing.T, network string, maxSize int64) *fixture {
 		Hostname:       "mx.test",
 		MaxMessageSize: maxSize,
 		Logger:         log,
-	})
+	}
+	if set != nil {
+		set(&opts)
+	}
+	f.srv = lmtp.New(opts)
 	var ln net.Listener
 	if network == "unix" {
 		f.addr = filepath.Join(dir, "lmtp.sock")
