@@ -19,10 +19,13 @@
 // A 250 is written only after delivery.Deliverer reports that the blob and
 // the index row are durable.
 //
-// Shutdown stops accepting, tells idle connections "421 4.3.2" and closes
-// them, lets transactions in progress finish until its context ends, then
-// cancels the deliveries still running (they answer 421) and closes
-// everything.
+// Shutdown stops accepting, tells every connection not inside DATA
+// "421 4.3.2" and closes it (a transaction still collecting RCPTs is
+// abandoned; the client retries it), lets DATA in progress finish until
+// its context ends, then cancels the deliveries still running and fails
+// reads from clients stalled mid-DATA, so every recipient is answered
+// "421 4.3.2", then closes everything, at most a second after its context
+// ended.
 package lmtp
 
 import (
@@ -222,7 +225,8 @@ func (s *Server) isShutting() bool {
 }
 
 // Shutdown stops the server; see the package doc. It returns nil when
-// every connection ended before ctx did, else ctx.Err().
+// every connection ended before ctx did, else ctx.Err(). It returns at
+// most shutdownGrace after ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.shutting {
@@ -246,9 +250,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		case <-ctx.Done():
 			// Hard stop: deliveries still running see their context
-			// cancelled and answer 421; give them a moment to say so.
+			// cancelled, and reads from clients stalled mid-DATA fail
+			// at once; each recipient is answered 421, then the
+			// connection is told 421 and closed by closeIdle.
 			s.cancel()
-			deadline := time.Now().Add(2 * time.Second)
+			s.mu.Lock()
+			for c := range s.conns {
+				if c.inData {
+					c.Conn.SetReadDeadline(time.Now())
+				}
+			}
+			s.mu.Unlock()
+			deadline := time.Now().Add(shutdownGrace)
 			for s.closeIdle() > 0 && time.Now().Before(deadline) {
 				<-tick.C
 			}
@@ -258,16 +271,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// shutdownGrace is how long Shutdown waits, after its context ends, for
+// cancelled deliveries to answer 421.
+const shutdownGrace = time.Second
+
 const shutdownReply = "421 4.3.2 Service shutting down\r\n"
 
-// closeIdle says 421 to and closes every connection not in a
-// transaction, and returns how many connections remain.
+// closeIdle says 421 to and closes every connection not inside DATA
+// (waiting for a command, in a transaction or not: the client retries the
+// whole transaction later, and nothing was stored), and returns how many
+// connections remain.
 func (s *Server) closeIdle() int {
 	type idleConn struct{ raw, w net.Conn }
 	var idle []idleConn
 	s.mu.Lock()
 	for c := range s.conns {
-		if !c.busy && !c.closing {
+		if !c.inData && !c.closing {
 			c.closing = true
 			idle = append(idle, idleConn{c.Conn, c.w})
 		}
@@ -319,13 +338,13 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// trackedConn is a client connection. busy, closing and w are guarded by
-// s.mu.
+// trackedConn is a client connection. inData, closing and w are guarded
+// by s.mu.
 type trackedConn struct {
 	net.Conn
 	s       *Server
 	w       net.Conn // where to write the shutdown reply (the TLS conn after STARTTLS)
-	busy    bool     // in a transaction (MAIL accepted, not yet reset)
+	inData  bool     // inside DATA: reading, spooling or storing a message
 	closing bool
 }
 
@@ -389,7 +408,9 @@ type session struct {
 
 var _ smtp.LMTPSession = (*session)(nil)
 
-func (ss *session) setBusy(b bool) bool {
+// setInData marks the connection inside DATA or not; it reports false,
+// and marks nothing, when the server is shutting down and b is true.
+func (ss *session) setInData(b bool) bool {
 	s := ss.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -397,10 +418,12 @@ func (ss *session) setBusy(b bool) bool {
 		return false
 	}
 	if ss.conn != nil {
-		ss.conn.busy = b
+		ss.conn.inData = b
 	}
 	return true
 }
+
+func (ss *session) shutting() bool { return ss.s.isShutting() }
 
 var (
 	errShutdown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down"}
@@ -413,7 +436,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if max := ss.s.opts.MaxMessageSize; max > 0 && opts != nil && opts.Size > max {
 		return errTooBig
 	}
-	if !ss.setBusy(true) {
+	if ss.shutting() {
 		return errShutdown
 	}
 	ss.id = newID()
@@ -458,6 +481,15 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 }
 
 func (ss *session) deliver(r io.Reader, set func(rcpt string, err error)) {
+	if !ss.setInData(true) {
+		// Shutdown began between the DATA command and here: closeIdle
+		// closes the connection; store nothing.
+		for _, rc := range ss.rcpts {
+			set(rc.Address, errShutdown)
+		}
+		return
+	}
+	defer ss.setInData(false)
 	env := delivery.Envelope{
 		From:       ss.from,
 		Recipients: ss.rcpts,
@@ -523,11 +555,9 @@ func (ss *session) Reset() {
 	ss.from = ""
 	ss.rcpts = ss.rcpts[:0]
 	ss.id = ""
-	ss.setBusy(false)
 }
 
 // Logout implements smtp.Session.
 func (ss *session) Logout() error {
-	ss.setBusy(false)
 	return nil
 }
