@@ -352,7 +352,14 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 	if err := q.lock(ctx); err != nil {
 		return fail(err)
 	}
-	defer q.unlock()
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			q.unlock()
+		}
+	}
+	defer unlock()
 	if err := q.drain(ctx); err != nil {
 		return fail(err)
 	}
@@ -432,6 +439,7 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 		}
 		return err
 	})
+	unlock() // deliveries to dest need not wait for the journal write
 	if err != nil {
 		return fail(err)
 	}
