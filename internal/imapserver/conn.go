@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
@@ -59,6 +60,11 @@ type conn struct {
 	mu      sync.Mutex // guards waiting, closed
 	waiting bool       // blocked reading the next command's tag
 	closed  bool
+	// stopping is set by Shutdown after its deadline: writes get a
+	// short deadline (trackedWriter) so a stalled client cannot hold
+	// shutdown.
+	stopping atomic.Bool
+	byeSent  bool // a BYE was written (owned by the connection goroutine)
 
 	state     state
 	user      *userdb.User
@@ -114,13 +120,18 @@ func (t trackedReader) Read(p []byte) (int, error) {
 const writeTimeout = 2 * time.Minute
 
 type trackedWriter struct {
-	w  io.Writer
-	nc net.Conn
-	s  *ioState
+	w        io.Writer
+	nc       net.Conn
+	s        *ioState
+	stopping *atomic.Bool
 }
 
 func (t trackedWriter) Write(p []byte) (int, error) {
-	t.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	d := writeTimeout
+	if t.stopping.Load() {
+		d = shutdownGrace
+	}
+	t.nc.SetWriteDeadline(time.Now().Add(d))
 	n, err := t.w.Write(p)
 	if err != nil {
 		t.s.set(err)
@@ -153,7 +164,7 @@ func newConn(s *Server, nc net.Conn, isTLS bool) *conn {
 // c.nc (again after STARTTLS).
 func (c *conn) setupIO() {
 	var r io.Reader = trackedReader{c.nc, c.io}
-	var w io.Writer = trackedWriter{c.nc, c.nc, c.io}
+	var w io.Writer = trackedWriter{c.nc, c.nc, c.io, &c.stopping}
 	if c.tr != nil {
 		r = &traceReader{r: r, t: c.tr}
 		w = &traceWriter{w: w, t: c.tr}
@@ -182,6 +193,17 @@ func (c *conn) wakeIfWaiting() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.waiting && !c.closed {
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+// stopReading is called by Shutdown after its deadline: reads from the
+// client fail at once, and writes get a short deadline.
+func (c *conn) stopReading() {
+	c.stopping.Store(true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
 		c.nc.SetReadDeadline(time.Now())
 	}
 }
@@ -235,8 +257,13 @@ func (c *conn) serve() {
 	}
 	for c.state != stateLogout {
 		if !c.command() {
-			return
+			break
 		}
+	}
+	// A command cut off by Shutdown (a read failed by stopReading) ends
+	// here without a response: say BYE, if the socket still takes it.
+	if !c.byeSent && c.stopping.Load() {
+		c.writeBye("Server shutting down")
 	}
 }
 
@@ -409,6 +436,7 @@ func (c *conn) untaggedStatus(st *status) {
 }
 
 func (c *conn) writeBye(text string) {
+	c.byeSent = true
 	c.enc.Raw("* BYE " + text).CRLF()
 	c.enc.Flush()
 }
@@ -626,6 +654,7 @@ func (c *conn) cmdLogout(tag string) error {
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
+	c.byeSent = true
 	c.enc.Raw("* BYE Logging out").CRLF()
 	c.tagged(tag, okText("LOGOUT completed"))
 	c.enc.Flush()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -415,4 +416,42 @@ func TestAuthFailureDelay(t *testing.T) {
 	}
 	c.send("a2 LOGIN alice secret\r\n")
 	c.expect("a2 OK")
+}
+
+// TestShutdownInLiteral: a client stalled inside an APPEND literal gets
+// "* BYE" when Shutdown's context ends, and Shutdown returns soon after.
+func TestShutdownInLiteral(t *testing.T) {
+	st := newTestStore(t)
+	srv := New(Options{Store: st, Auth: testUsers, Logger: testLogger(t)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln, false) }()
+	c := dialRaw(t, ln.Addr().String())
+	c.send("a1 LOGIN alice secret\r\n")
+	c.expect("a1 OK")
+	c.send("a2 APPEND INBOX {100000}\r\n")
+	c.expect("+ ")
+	c.send("Subject: stalled\r\n")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("Shutdown took %v, want about its 300ms context", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if l := c.line(); l != "* BYE Server shutting down" {
+		t.Errorf("got %q, want * BYE Server shutting down", l)
+	}
+	if _, err := c.br.ReadString('\n'); err != io.EOF {
+		t.Errorf("after BYE: %v, want EOF", err)
+	}
 }

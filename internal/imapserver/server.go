@@ -190,7 +190,9 @@ func (s *Server) isClosing() bool {
 }
 
 // Shutdown stops accepting, tells idle clients BYE and waits for commands
-// in progress until ctx ends, then closes the remaining connections and
+// in progress until ctx ends; then it fails their reads from the client,
+// so a client stalled inside a literal gets "* BYE" too (written with a
+// one-second deadline), closes what remains after shutdownGrace and
 // returns ctx.Err(). It returns nil when every connection ended in time.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -221,6 +223,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	// Commands still running: those blocked reading from the client (an
+	// APPEND literal, say) fail their read at once, and every connection
+	// says BYE within a short write deadline (conn.serve); then whatever
+	// is left is closed.
+	s.mu.Lock()
+	for c := range s.conns {
+		c.stopReading()
+	}
+	s.mu.Unlock()
+	select {
+	case <-done:
+		return ctx.Err()
+	case <-time.After(shutdownGrace):
+	}
 	s.mu.Lock()
 	for c := range s.conns {
 		c.forceClose()
@@ -229,6 +245,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-done
 	return ctx.Err()
 }
+
+// shutdownGrace is how long Shutdown waits, after its context ends, for
+// connections stopped mid-command to say BYE; it is also the write
+// deadline of that BYE.
+const shutdownGrace = time.Second
 
 // recentKey names a mailbox for \Recent bookkeeping.
 type recentKey struct {
