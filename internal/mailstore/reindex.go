@@ -31,6 +31,11 @@ type ReindexStats struct {
 	NewValidity []string // mailboxes that got a new UIDVALIDITY (their UIDs could not be proven)
 }
 
+// ModSeqGap is how far a rebuild moves each mailbox's HIGHESTMODSEQ
+// (RFC 7162) past what the bucket records: far more changes than one
+// flush interval can hold.
+const ModSeqGap = 1 << 20
+
 // ErrNothingInBucket: the bucket holds no object of the account.
 var ErrNothingInBucket = errors.New("mailstore: account has nothing in the bucket")
 
@@ -57,7 +62,9 @@ type rmbox struct {
 // Committed bound in the journal (every UID below it was journaled as a
 // message or expunged) that no record places was expunged or moved and
 // is not placed; one at or above it is placed with its UID.
-// Afterwards a fresh snapshot is written. ErrNothingInBucket when the
+// Every mailbox's HIGHESTMODSEQ moves up by ModSeqGap and every message
+// takes it as its MODSEQ (clients resynchronise flags; the expunge log
+// starts empty). Afterwards a fresh snapshot is written. ErrNothingInBucket when the
 // bucket has no object of the account.
 func (s *Store) Reindex(ctx context.Context, account string, dryRun bool) (ReindexStats, error) {
 	st, err := s.reindex(ctx, account, dryRun)
@@ -312,12 +319,6 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].mb.Name < list[j].mb.Name })
 	for _, m := range list {
-		var placedMod bool
-		for _, r := range m.msgs {
-			if r.ModSeq == 0 {
-				placedMod = true
-			}
-		}
 		if m.conflict {
 			all := make([]*journal.MessageRec, 0, len(m.msgs)+len(m.extra))
 			for _, r := range m.msgs {
@@ -338,21 +339,21 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 			m.mb.UIDValidity = takeUV()
 			m.mb.UIDNext = uint32(len(all) + 1)
 			st.NewValidity = append(st.NewValidity, m.mb.Name)
-			placedMod = true
 		}
 		var maxMod uint64
 		for uid, r := range m.msgs {
 			m.mb.UIDNext = max(m.mb.UIDNext, uid+1)
 			maxMod = max(maxMod, r.ModSeq)
 		}
-		m.mb.HighestModSeq = max(m.mb.HighestModSeq, maxMod)
-		if placedMod {
-			m.mb.HighestModSeq++
-			for _, r := range m.msgs {
-				if r.ModSeq == 0 || m.conflict {
-					r.ModSeq = m.mb.HighestModSeq
-				}
-			}
+		// The bucket may lack the last interval's changes, which clients
+		// may have seen with MODSEQs above the journaled ones: the
+		// mailbox's HIGHESTMODSEQ jumps by ModSeqGap and every message
+		// takes it, so CONDSTORE/QRESYNC clients fetch every message's
+		// flags again, and later changes are above any MODSEQ a client
+		// can hold.
+		m.mb.HighestModSeq = max(m.mb.HighestModSeq, maxMod) + ModSeqGap
+		for _, r := range m.msgs {
+			r.ModSeq = m.mb.HighestModSeq
 		}
 		st.Mailboxes++
 		st.Messages += len(m.msgs)

@@ -114,14 +114,14 @@ func dumpAccount(t testing.TB, a *Account) string {
 		t.Fatal(err)
 	}
 	for _, mb := range mbs {
-		fmt.Fprintf(&b, "mailbox %q guid=%s uidvalidity=%d uidnext=%d hms=%d use=%q sub=%v n=%d\n",
-			mb.Name, mb.GUID, mb.UIDValidity, mb.UIDNext, mb.HighestModSeq, mb.SpecialUse, mb.Subscribed, mb.Messages)
+		fmt.Fprintf(&b, "mailbox %q guid=%s uidvalidity=%d uidnext=%d use=%q sub=%v n=%d\n",
+			mb.Name, mb.GUID, mb.UIDValidity, mb.UIDNext, mb.SpecialUse, mb.Subscribed, mb.Messages)
 		var uids []uint32
 		for u := uint32(1); u < mb.UIDNext; u++ {
 			uids = append(uids, u)
 		}
 		err := a.Messages(ctx, mb.ID, uids, func(m *Message) error {
-			fmt.Fprintf(&b, "  uid=%d modseq=%d flags=%v date=%s size=%d key=%s env=%.60s bs=%.60s hdr=%d\n", m.UID, m.ModSeq, m.Flags,
+			fmt.Fprintf(&b, "  uid=%d flags=%v date=%s size=%d key=%s env=%.60s bs=%.60s hdr=%d\n", m.UID, m.Flags,
 				m.InternalDate.Format(time.RFC3339), m.Size, m.BlobKey, m.Envelope, m.BodyStructure, len(m.Header))
 			return nil
 		})
@@ -214,6 +214,11 @@ func TestJournalReindexFS(t *testing.T) {
 		!strings.Contains(before, `"$Label1"`) {
 		t.Fatalf("scenario state (%d messages):\n%s", n, before)
 	}
+	hmsBefore := map[string]uint64{}
+	mbs, _ := a.Mailboxes(ctx)
+	for _, mb := range mbs {
+		hmsBefore[mb.GUID] = mb.HighestModSeq
+	}
 	time.Sleep(4 * e.interval) // one flush interval, and then some
 	e.crash()
 
@@ -230,8 +235,23 @@ func TestJournalReindexFS(t *testing.T) {
 	if after != before {
 		t.Errorf("state after reindex differs:\n--- before\n%s--- after\n%s", before, after)
 	}
-	// The rebuilt index serves bodies.
+	// HIGHESTMODSEQ moved up by ModSeqGap; every message took it.
 	a = e.account("alice@example.org")
+	mbs, err = a.Mailboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range mbs {
+		if mb.HighestModSeq != hmsBefore[mb.GUID]+ModSeqGap {
+			t.Errorf("%s: HIGHESTMODSEQ %d, was %d", mb.Name, mb.HighestModSeq, hmsBefore[mb.GUID])
+		}
+		for _, s := range e.statesOf(a, mb.ID) {
+			if s.ModSeq != mb.HighestModSeq {
+				t.Errorf("%s uid %d: MODSEQ %d, want %d", mb.Name, s.UID, s.ModSeq, mb.HighestModSeq)
+			}
+		}
+	}
+	// The rebuilt index serves bodies.
 	mb, err := a.Mailbox(ctx, "Ärger/日本語")
 	if err != nil {
 		t.Fatal(err)
@@ -555,4 +575,13 @@ func TestReindexWithoutJournal(t *testing.T) {
 	if w := fmt.Sprintf("[1 [] %s 2 [$Imported \\Seen] %s]", msgDate(1).Format(time.RFC3339), msgDate(2).Format(time.RFC3339)); fmt.Sprint(msgs) != w {
 		t.Errorf("INBOX %v, want %s", msgs, w)
 	}
+}
+
+func (e *jenv) statesOf(a *Account, id int64) []MessageState {
+	e.t.Helper()
+	st, err := a.States(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
 }
