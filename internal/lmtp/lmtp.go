@@ -8,7 +8,7 @@
 //	RCPT TO, unknown address        550 5.1.1
 //	RCPT TO, disabled account       550 5.2.1
 //	RCPT TO, user database down     451 4.3.0
-//	MAIL FROM SIZE= over the limit  552 5.3.4 (go-smtp)
+//	MAIL FROM SIZE= over the limit  552 5.3.4
 //	after DATA, one line per RCPT (RFC 2033 §4.2):
 //	  stored (blob and index row durable)        250 2.0.0
 //	  message over lmtp.max_message_size         552 5.3.4
@@ -29,6 +29,7 @@
 package lmtp
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -100,6 +101,10 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// sizeFrom is go-smtp's SIZE line in the LHLO reply, sizeTo the one
+	// sent instead (see New); nil without a size limit.
+	sizeFrom, sizeTo []byte
+
 	// slots holds one token per open connection (MaxConnections);
 	// done is closed by Shutdown.
 	slots chan struct{}
@@ -138,10 +143,15 @@ func New(opts Options) *Server {
 	if opts.MaxMessageSize > 0 {
 		// go-smtp's DATA reader fails once it has handed out
 		// MaxMessageBytes bytes, before it sees the end-of-data line, so
-		// a message of exactly the limit needs one more. MAIL FROM SIZE=
-		// is checked against the real limit in session.Mail; the SIZE
-		// keyword advertises one byte more than the limit.
+		// a message of exactly the limit needs one more. go-smtp would
+		// advertise that figure as SIZE: trackedConn.Write puts the real
+		// limit in the LHLO reply instead (not after STARTTLS, where
+		// go-smtp writes through its own TLS conn). MAIL FROM SIZE= is
+		// checked against the real limit in session.Mail, and the
+		// Deliverer's MaxSize enforces it on the message.
 		srv.MaxMessageBytes = opts.MaxMessageSize + 1
+		s.sizeFrom = []byte(fmt.Sprintf("250-SIZE %d\r\n", opts.MaxMessageSize+1))
+		s.sizeTo = []byte(fmt.Sprintf("250-SIZE %d\r\n", opts.MaxMessageSize))
 	}
 	// RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real mail breaks
 	// that and Dovecot stores it. go-smtp applies one limit to command and
@@ -346,6 +356,19 @@ type trackedConn struct {
 	w       net.Conn // where to write the shutdown reply (the TLS conn after STARTTLS)
 	inData  bool     // inside DATA: reading, spooling or storing a message
 	closing bool
+}
+
+// Write rewrites go-smtp's SIZE line of the LHLO reply to advertise the
+// real limit (see New). go-smtp writes each reply line with one Write
+// (textproto.Writer.PrintfLine flushes per line).
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.s.sizeFrom != nil && bytes.Equal(p, c.s.sizeFrom) {
+		if _, err := c.Conn.Write(c.s.sizeTo); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 // Close closes the connection and gives its slot back (once: go-smtp

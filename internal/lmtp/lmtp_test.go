@@ -478,14 +478,21 @@ func TestBareLFStoredWithCRLF(t *testing.T) {
 func TestSizeLimit(t *testing.T) {
 	f := newFixture(t, "tcp")
 	c := f.dial()
-	// go-smtp needs one byte of slack to accept a message of exactly the
-	// limit, and advertises it (see lmtp.New).
-	if size, ok := c.MaxMessageSize(); !ok || size != maxSize+1 {
-		t.Errorf("SIZE = %d, %v; want %d", size, ok, maxSize+1)
+	// The real limit is advertised (go-smtp's one byte of slack stays
+	// internal, see lmtp.New).
+	if size, ok := c.MaxMessageSize(); !ok || size != maxSize {
+		t.Errorf("SIZE = %d, %v; want %d", size, ok, maxSize)
 	}
 	// Declared too large at MAIL FROM.
 	if got := smtpCode(c.Mail("carol@example.net", &smtp.MailOptions{Size: maxSize + 1})); got != "552 5.3.4" {
 		t.Errorf("MAIL SIZE=%d: %s, want 552 5.3.4", maxSize+1, got)
+	}
+	// Declared exactly the limit.
+	if err := c.Mail("carol@example.net", &smtp.MailOptions{Size: maxSize}); err != nil {
+		t.Errorf("MAIL SIZE=%d: %v, want 250", maxSize, err)
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
 	}
 	// Sent too large.
 	if err := c.Mail("carol@example.net", nil); err != nil {
