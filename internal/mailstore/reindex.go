@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
@@ -209,15 +211,16 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 		}
 	}
 	sort.Strings(keys)
+	heads, err := s.statAll(ctx, keys)
+	st.Heads = len(keys)
+	if err != nil {
+		return st, err
+	}
 	now := time.Now()
-	for _, k := range keys {
-		a, err := s.opts.Blobs.Stat(ctx, k)
-		st.Heads++
-		if errors.Is(err, blob.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return st, err
+	for i, k := range keys {
+		a := heads[i]
+		if a.Key == "" {
+			continue // gone meanwhile
 		}
 		pm, err := parseBlobMeta(a.Meta)
 		if err != nil {
@@ -487,6 +490,54 @@ func nonNil(b []byte) []byte {
 func zoneOffset(t time.Time) int {
 	_, off := t.Zone()
 	return off
+}
+
+// reindexWorkers bounds the HEAD requests a rebuild has in flight.
+const reindexWorkers = 16
+
+// statAll HEADs keys with bounded concurrency; out[i] is keys[i]'s
+// attributes, zero if it is gone.
+func (s *Store) statAll(ctx context.Context, keys []string) ([]blob.Attrs, error) {
+	out := make([]blob.Attrs, len(keys))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  atomic.Int64
+	)
+	for w := 0; w < min(reindexWorkers, len(keys)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) || ctx.Err() != nil {
+					return
+				}
+				a, err := s.opts.Blobs.Stat(ctx, keys[i])
+				if err != nil && !errors.Is(err, blob.ErrNotFound) {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				if err == nil {
+					a.Key = keys[i]
+					out[i] = a
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	return out, ctx.Err()
 }
 
 // reparse downloads a message object and computes its index data (the
