@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -394,6 +395,14 @@ func (c *conn) finish(tag, name string, h cmdHandler, err error) bool {
 		c.tr.endCommand(tag)
 		return c.enc.Flush() == nil
 	}
+	if c.accountGone(err) {
+		// The account was deleted under the session (bucketmail user
+		// del): say BYE rather than SERVERBUG (RFC 3501 §7.1.5).
+		c.log.Info("imap: account no longer exists; closing the session", slog.String("cmd", name), slog.Any("err", err))
+		c.writeBye("Account no longer exists")
+		c.state = stateLogout
+		return false
+	}
 	st := c.toStatus(name, err)
 	if c.state == stateSelected && !h.noSync {
 		if err := c.sync(!h.noExpunge); err != nil {
@@ -406,6 +415,47 @@ func (c *conn) finish(tag, name string, h cmdHandler, err error) bool {
 	c.tagged(tag, st)
 	c.tr.endCommand(tag)
 	return c.enc.Flush() == nil
+}
+
+// accountGone reports whether err comes from the session's account having
+// been deleted: mailstore.ErrNoAccount, or an error that could be one in
+// disguise (a missing mailbox, or an unexpected error such as a failed
+// foreign key) while the account is no longer in the index. Errors that
+// are already a response, and temporary ones, are not looked into.
+func (c *conn) accountGone(err error) bool {
+	if err == nil || c.acct == nil {
+		return false
+	}
+	if errors.Is(err, mailstore.ErrNoAccount) {
+		return true
+	}
+	var st *status
+	if errors.As(err, &st) || blob.IsTemporary(err) || errors.Is(err, userdb.ErrUnavailable) ||
+		errors.Is(err, context.Canceled) {
+		return false
+	}
+	if !errors.Is(err, mailstore.ErrNoMailbox) && c.toStatusKnown(err) {
+		return false
+	}
+	names, lerr := c.srv.opts.Store.Accounts(c.ctx)
+	if lerr != nil {
+		return false
+	}
+	_, found := slices.BinarySearch(names, c.acct.Name())
+	return !found
+}
+
+// toStatusKnown reports whether toStatus maps err to a specific response
+// (not SERVERBUG).
+func (c *conn) toStatusKnown(err error) bool {
+	for _, e := range []error{mailstore.ErrNoMailbox, mailstore.ErrMailboxExists, mailstore.ErrInboxDelete,
+		mailstore.ErrHasChildren, mailstore.ErrBadName, mailstore.ErrOverQuota, mailstore.ErrBadFlag,
+		mailstore.ErrSameMailbox, mailstore.ErrTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // status is a tagged (or untagged) status response; as an error it is
