@@ -450,7 +450,7 @@ func (c *conn) accountGone(err error) bool {
 func (c *conn) toStatusKnown(err error) bool {
 	for _, e := range []error{mailstore.ErrNoMailbox, mailstore.ErrMailboxExists, mailstore.ErrInboxDelete,
 		mailstore.ErrHasChildren, mailstore.ErrBadName, mailstore.ErrOverQuota, mailstore.ErrBadFlag,
-		mailstore.ErrSameMailbox, mailstore.ErrTooLarge} {
+		mailstore.ErrSameMailbox, mailstore.ErrTooLarge, mailstore.ErrMissingObject} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -534,6 +534,9 @@ func (c *conn) toStatus(name string, err error) *status {
 		return no("CANNOT", "Source and destination mailbox are the same")
 	case errors.Is(err, mailstore.ErrTooLarge):
 		return no("TOOBIG", "Message too large")
+	case errors.Is(err, mailstore.ErrMissingObject):
+		c.log.Warn("imap: message object missing from the blob store", slog.String("cmd", name), slog.Any("err", err))
+		return no("UNAVAILABLE", "Message object missing")
 	case blob.IsTemporary(err), errors.Is(err, userdb.ErrUnavailable):
 		c.log.Warn("imap: temporary failure", slog.String("cmd", name), slog.Any("err", err))
 		return no("UNAVAILABLE", "Temporary failure, try again later")

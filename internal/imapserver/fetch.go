@@ -81,6 +81,7 @@ func (c *conn) cmdFetch(tag string, uid bool) error {
 	if s.readOnly {
 		setSeen = false
 	}
+	var missing []uint32 // UIDs whose blob object is gone
 	for start := 0; start < len(idx); start += fetchBatch {
 		batch := idx[start:min(start+fetchBatch, len(idx))]
 		var msgs map[uint32]*mailstore.Message
@@ -111,6 +112,13 @@ func (c *conn) cmdFetch(tag string, uid bool) error {
 			}
 			j := fetchJob{i: i, e: e, m: m}
 			err := c.prepareItems(&j, items)
+			if errors.Is(err, mailstore.ErrMissingObject) {
+				// Issue 3 §6: that message gets no response, the rest
+				// of the range is served, the tagged answer says which.
+				j.close()
+				missing = append(missing, e.uid)
+				continue
+			}
 			jobs = append(jobs, j)
 			if err != nil {
 				closeAll()
@@ -150,7 +158,30 @@ func (c *conn) cmdFetch(tag string, uid bool) error {
 			}
 		}
 	}
+	if len(missing) > 0 {
+		return c.missingObjects(missing)
+	}
 	return nil
+}
+
+// missingObjects logs, once per command, the UIDs whose blob object is
+// missing (see bucketmail fsck) and returns the tagged answer: NO
+// [UNAVAILABLE] naming up to 10 of them.
+func (c *conn) missingObjects(uids []uint32) error {
+	c.log.Warn("imap: message objects missing from the blob store", slog.String("mailbox", c.sel.mb.Name),
+		slog.Any("uids", uids))
+	var b strings.Builder
+	for k, u := range uids {
+		if k == 10 {
+			b.WriteString(",...")
+			break
+		}
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(u), 10))
+	}
+	return no("UNAVAILABLE", "Some messages could not be fetched (UID "+b.String()+": object missing)")
 }
 
 // fetchJob is one message's FETCH response, prepared.
