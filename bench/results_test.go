@@ -30,7 +30,7 @@ func TestWriteResultsKeepsNotes(t *testing.T) {
 	got, _ := os.ReadFile(file)
 	want2 := "head text\n# Benchmark results: bucketmail vs Dovecot\n\n" +
 		"Made by `go run ./bench` (see bench/main.go). The block between the markers is rewritten by each run.\n\n" +
-		beginMarker + "\n## Latest run (full)\n\n- info two\n\n| u |\n\n### Profiles of bucketmail-fs (go tool pprof -top)\n\n#### p\n" + endMarker + "\n" +
+		beginMarker + "\n## Latest run (full)\n\n- info two\n\n| u |\n\n\n### Profiles of bucketmail-fs (go tool pprof -top)\n\n#### p\n" + endMarker + "\n" +
 		"\n## Findings\n\nkept text\n"
 	if string(got) != want2 {
 		t.Fatalf("rewritten file:\n%s\nwant:\n%s", got, want2)
