@@ -54,6 +54,12 @@ func (c *conn) cmdLogin(tag string) error {
 	if err := c.dec.SP(); err != nil {
 		return err
 	}
+	// 8-bit user names and passwords are taken in quoted strings too, as
+	// Dovecot takes them (ENABLE UTF8=ACCEPT is not allowed before
+	// login; RFC 6855 §5 would have them as literals).
+	utf8 := c.dec.UTF8
+	c.dec.UTF8 = true
+	defer func() { c.dec.UTF8 = utf8 }()
 	user, err := c.dec.AString()
 	if err != nil {
 		return err

@@ -278,7 +278,11 @@ func (c *conn) waitTag() (string, error) {
 	c.waiting = true
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
 	c.mu.Unlock()
-	tag, err := c.dec.Tag()
+	err := c.emptyLines()
+	var tag string
+	if err == nil {
+		tag, err = c.dec.Tag()
+	}
 	c.mu.Lock()
 	c.waiting = false
 	c.mu.Unlock()
@@ -289,6 +293,38 @@ func (c *conn) waitTag() (string, error) {
 }
 
 var errShutdown = errors.New("imapserver: shutting down")
+
+// emptyLines answers each empty line before the next command with
+// "* BAD Empty command line", as Dovecot answers one with an untagged BAD
+// (RFC 3501 §7.1.3 allows an untagged BAD for a line whose tag cannot be
+// found). It reads through c.br, which the decoder reads from, only at a
+// command boundary.
+func (c *conn) emptyLines() error {
+	for {
+		b, err := c.br.Peek(1)
+		if err != nil {
+			return err
+		}
+		switch {
+		case b[0] == '\n':
+			c.br.Discard(1)
+		case b[0] == '\r':
+			if b, err = c.br.Peek(2); err != nil {
+				return err
+			}
+			if b[1] != '\n' {
+				return nil // the decoder reports the lone CR
+			}
+			c.br.Discard(2)
+		default:
+			return nil
+		}
+		c.enc.Raw("* BAD Empty command line").CRLF()
+		if err := c.enc.Flush(); err != nil {
+			return err
+		}
+	}
+}
 
 // command reads and runs one command. It reports false when the
 // connection must end.

@@ -684,9 +684,28 @@ func (c *conn) cmdAppend(tag string) error {
 			return err
 		}
 	}
-	_, r, err := c.dec.Literal()
+	size, r, err := c.dec.Literal()
 	if err != nil {
 		return err
+	}
+	// Refusals that do not need the message, as Dovecot answers them:
+	// \Recent cannot be set by a client (RFC 3501 §2.3.2), and an empty
+	// message is not one (RFC 5322 §3.5 wants at least a header).
+	var refuse error
+	switch {
+	case slices.ContainsFunc(flags, func(f string) bool { return strings.EqualFold(f, mailstore.FlagRecent) }):
+		refuse = bad("Invalid system flag \\Recent")
+	case size == 0:
+		refuse = no("", "Can't save a zero byte message")
+	}
+	if refuse != nil {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return err
+		}
+		if err := c.dec.CRLF(); err != nil {
+			return err
+		}
+		return refuse
 	}
 	in, spoolErr := c.srv.opts.Store.Spool(c.ctx, r, false, c.srv.opts.MaxAppendSize)
 	if _, err := io.Copy(io.Discard, r); err != nil {
@@ -707,7 +726,6 @@ func (c *conn) cmdAppend(tag string) error {
 		}
 		return spoolErr
 	}
-	flags = slices.DeleteFunc(flags, func(f string) bool { return strings.EqualFold(f, mailstore.FlagRecent) })
 	res, err := c.acct.Append(c.ctx, name, in, flags, date)
 	if err != nil {
 		if errors.Is(err, mailstore.ErrNoMailbox) {
