@@ -96,7 +96,14 @@ func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o env
 		return nil, err
 	}
 	e.store = store
-	u, err := embedded.New(ctx, db)
+	// In S3 mode every user record is mirrored to accounts/<address> in
+	// the bucket, so that a server started on an empty disk gets its
+	// users back (reindex --all, serve on an empty index).
+	var uopts []embedded.Option
+	if cfg.S3Enabled() {
+		uopts = append(uopts, embedded.WithBucket(e.blobs))
+	}
+	u, err := embedded.New(ctx, db, uopts...)
 	if err != nil {
 		store.Close()
 		e.closeBlobs()

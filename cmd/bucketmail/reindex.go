@@ -15,11 +15,6 @@ import (
 	"github.com/bucketmail/bucketmail/internal/userdb/embedded"
 )
 
-// JournalInterval is how often serve writes batched changes (flags,
-// keywords) to the bucket journal: what a crash can lose (package
-// internal/journal, docs/operations.md).
-const journalInterval = time.Second
-
 // cmdReindex implements
 //
 //	bucketmail reindex [--user ADDRESS | --all] [--dry-run]
@@ -161,5 +156,8 @@ func prepareIndex(ctx context.Context, e *env, log *slog.Logger) error {
 			log.Warn("user records not written to the bucket; retried at the next start", "err", err)
 		}
 	}
-	return e.store.StartJournal(ctx, journalInterval)
+	// journal.interval: how often batched changes (flags, keywords) go
+	// to the bucket journal, i.e. what a crash can lose (package
+	// internal/journal, docs/operations.md).
+	return e.store.StartJournal(ctx, e.cfg.Journal.Interval)
 }

@@ -66,6 +66,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -91,6 +92,7 @@ const (
 	DefaultLogFormat          = "text"
 	DefaultCacheMaxBytes      = 1 << 30 // bytes (1 GiB)
 	DefaultCachePolicy        = CachePolicyLRU
+	DefaultJournalInterval    = time.Second
 	// CacheDirName is the default cache directory inside data_dir.
 	CacheDirName = "cache"
 	// Cache policies.
@@ -115,8 +117,18 @@ type Config struct {
 	Log  Log  `toml:"log"`
 	// S3 puts the mail in a bucket when S3.Bucket is set; otherwise
 	// message bodies live under data_dir/blobs. Defaults are s3.Config's.
-	S3    s3.Config `toml:"s3"`
-	Cache Cache     `toml:"cache"`
+	S3      s3.Config `toml:"s3"`
+	Cache   Cache     `toml:"cache"`
+	Journal Journal   `toml:"journal"`
+}
+
+// Journal configures the bucket journal (package internal/journal).
+type Journal struct {
+	// Interval is how often batched changes (flags, keywords, new
+	// deliveries' index data) are written to the bucket: what a crash can
+	// lose of them. A duration string in the file ("1s", "500ms").
+	// Default 1 s; at most 1 minute.
+	Interval time.Duration `toml:"interval"`
 }
 
 // Cache configures the read cache that serve puts in front of the bucket
@@ -229,6 +241,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Cache.Policy == "" {
 		c.Cache.Policy = DefaultCachePolicy
 	}
+	if c.Journal.Interval == 0 {
+		c.Journal.Interval = DefaultJournalInterval
+	}
 }
 
 // Delimiter returns the recipient delimiter to use: "" when it is off.
@@ -293,6 +308,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.SlogLevel(); err != nil {
 		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Journal.Interval < 0 || c.Journal.Interval > time.Minute {
+		bad("journal.interval", "%s: want a duration from 1ms to 1m", c.Journal.Interval)
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q: want text or json", c.Log.Format)

@@ -25,6 +25,7 @@ func TestDefaults(t *testing.T) {
 		LMTP:     LMTP{Listen: "127.0.0.1:2424", MaxMessageSize: 50 * 1024 * 1024, RecipientDelimiter: "+"},
 		Log:      Log{Level: "info", Format: "text"},
 		Cache:    Cache{Dir: "bucketmail-data/cache", MaxBytes: 1 << 30, Policy: "lru"},
+		Journal:  Journal{Interval: time.Second},
 	}
 	if c != want {
 		t.Fatalf("Defaults() = %+v\nwant %+v", c, want)
@@ -92,6 +93,9 @@ max_attempts = 2
 [cache]
 max_bytes = 4096
 policy = "count"
+
+[journal]
+interval = "250ms"
 `)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f := RegisterFlags(fs, true)
@@ -114,7 +118,8 @@ policy = "count"
 		S3: s3.Config{Endpoint: "http://127.0.0.1:7070", Region: "eu-west-3", Bucket: "mail", Prefix: "p2", PathStyle: true,
 			CredentialsFile: "/etc/bm/s3.cred", CAFile: "/etc/bm/ca.pem", InsecureSkipVerify: true,
 			IdleTimeout: 3 * time.Second, MaxAttempts: 2},
-		Cache: Cache{Dir: "/srv/mail/cache", MaxBytes: 4096, Policy: "count"},
+		Cache:   Cache{Dir: "/srv/mail/cache", MaxBytes: 4096, Policy: "count"},
+		Journal: Journal{Interval: 250 * time.Millisecond},
 	}
 	if c != want {
 		t.Fatalf("Load() = %+v\nwant %+v", c, want)
@@ -193,6 +198,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		LMTP:     LMTP{Listen: "127.0.0.1:x", MaxMessageSize: -1, RecipientDelimiter: "@"},
 		TLS:      TLS{KeyFile: "/k.pem"},
 		Log:      Log{Level: "loud", Format: "xml"},
+		Journal:  Journal{Interval: 2 * time.Minute},
 	}
 	c.ApplyDefaults()
 	err := c.Validate()
@@ -202,7 +208,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	wantKeys := []string{
 		"hostname:", "imap.listen:", "imap.tls_listen: \"127.0.0.1:99999\": port", "lmtp.listen:",
 		"lmtp.max_message_size:", "lmtp.recipient_delimiter:", "tls: cert_file and key_file",
-		"log.level:", "log.format:",
+		"log.level:", "log.format:", "journal.interval: 2m0s",
 	}
 	msg := err.Error()
 	for _, k := range wantKeys {
