@@ -36,6 +36,7 @@ func TestSmoke(t *testing.T) {
 		Sizes:      SmokeSizes,
 		Servers:    "dovecot,dovecot-default,bucketmail-fs,bucketmail-s3",
 		AuthScheme: "SHA512-CRYPT",
+		WorkTree:   true, // the code under test, with any uncommitted changes
 		Log:        slog.New(slog.NewTextHandler(tWriter{t}, nil)),
 		Out:        &out,
 	})
