@@ -834,6 +834,46 @@ func (c *conn) cmdEnable(tag string) error {
 	return nil
 }
 
+// spMailbox reads SP and a mailbox argument (see readMailbox).
+func (c *conn) spMailbox() (string, error) {
+	if err := c.dec.SP(); err != nil {
+		return "", err
+	}
+	return c.readMailbox()
+}
+
+// mailboxLine reads the rest of a command whose only argument is a
+// mailbox: SP mailbox CRLF.
+func (c *conn) mailboxLine() (string, error) {
+	name, err := c.spMailbox()
+	if err != nil {
+		return "", err
+	}
+	return name, c.dec.CRLF()
+}
+
+// spSeqSetSP reads SP sequence-set SP, the start of FETCH, STORE, COPY
+// and MOVE.
+func (c *conn) spSeqSetSP() (imapwire.SeqSet, error) {
+	if err := c.dec.SP(); err != nil {
+		return imapwire.SeqSet{}, err
+	}
+	set, err := c.dec.SeqSet()
+	if err != nil {
+		return imapwire.SeqSet{}, err
+	}
+	return set, c.dec.SP()
+}
+
+// endSetCommand reads the command's CRLF and resolves set against the
+// selected mailbox: indexes into sel.msgs (RFC 3501 §6.4.8 for UIDs).
+func (c *conn) endSetCommand(set imapwire.SeqSet, uid bool) ([]int, error) {
+	if err := c.dec.CRLF(); err != nil {
+		return nil, err
+	}
+	return c.sel.resolve(set, uid, c.saved)
+}
+
 // readMailbox reads a mailbox argument and returns it in the store's
 // UTF-8 form: decoded from modified UTF-7 (RFC 3501 §5.1.3) unless UTF-8
 // is enabled; "INBOX" and "INBOX/..." in any case become "INBOX...".

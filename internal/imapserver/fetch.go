@@ -39,25 +39,16 @@ func (c *conn) loadMessages(uids []uint32) (map[uint32]*mailstore.Message, error
 // cmdFetch implements FETCH and UID FETCH (RFC 3501 §6.4.5, RFC 9051
 // §6.4.5, RFC 3516 BINARY). Body data is streamed from the store.
 func (c *conn) cmdFetch(tag string, uid bool) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	set, err := c.dec.SeqSet()
+	set, err := c.spSeqSetSP()
 	if err != nil {
-		return err
-	}
-	if err := c.dec.SP(); err != nil {
 		return err
 	}
 	items, err := c.dec.FetchItems()
 	if err != nil {
 		return err
 	}
-	if err := c.dec.CRLF(); err != nil {
-		return err
-	}
 	s := c.sel
-	idx, err := s.resolve(set, uid, c.saved)
+	idx, err := c.endSetCommand(set, uid)
 	if err != nil {
 		return err
 	}

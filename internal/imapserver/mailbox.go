@@ -15,10 +15,7 @@ import (
 // cmdCreate implements CREATE (RFC 3501 §6.3.3) with the optional USE
 // parameter of RFC 6154 §3.
 func (c *conn) cmdCreate(tag string) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	name, err := c.readMailbox()
+	name, err := c.spMailbox()
 	if err != nil {
 		return err
 	}
@@ -82,14 +79,8 @@ func (c *conn) cmdCreate(tag string) error {
 // cmdDelete implements DELETE (RFC 3501 §6.3.4). Deleting the selected
 // mailbox first leaves it.
 func (c *conn) cmdDelete(tag string) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	name, err := c.readMailbox()
+	name, err := c.mailboxLine()
 	if err != nil {
-		return err
-	}
-	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
 	if name == "INBOX" {
@@ -105,17 +96,11 @@ func (c *conn) cmdDelete(tag string) error {
 // cmdRename implements RENAME (RFC 3501 §6.3.5), INBOX rule included (the
 // store moves INBOX's messages and leaves it empty).
 func (c *conn) cmdRename(tag string) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	from, err := c.readMailbox()
+	from, err := c.spMailbox()
 	if err != nil {
 		return err
 	}
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	to, err := c.readMailbox()
+	to, err := c.spMailbox()
 	if err != nil {
 		return err
 	}
@@ -150,14 +135,8 @@ func (c *conn) cmdUnsubscribe(tag string) error { return c.subscribe(false) }
 
 // subscribe implements SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.6-7).
 func (c *conn) subscribe(on bool) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	name, err := c.readMailbox()
+	name, err := c.mailboxLine()
 	if err != nil {
-		return err
-	}
-	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
 	return c.acct.SetSubscribed(c.ctx, strings.TrimSuffix(name, "/"), on)
@@ -577,10 +556,7 @@ func (c *conn) readStatusItems() ([]imapwire.StatusItem, error) {
 
 // cmdStatus implements STATUS (RFC 3501 §6.3.10, RFC 9051 §6.3.11).
 func (c *conn) cmdStatus(tag string) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	name, err := c.readMailbox()
+	name, err := c.spMailbox()
 	if err != nil {
 		return err
 	}
@@ -649,10 +625,7 @@ func (c *conn) writeStatus(name string, items []imapwire.StatusItem) error {
 // literal is streamed to the store's spool, never held in memory, and
 // stored exactly as sent.
 func (c *conn) cmdAppend(tag string) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	name, err := c.readMailbox()
+	name, err := c.spMailbox()
 	if err != nil {
 		return err
 	}

@@ -141,10 +141,7 @@ func (c *conn) deselect() {
 // selectMailbox implements SELECT and EXAMINE (RFC 3501 §6.3.1-2, RFC 9051
 // §6.3.2-3).
 func (c *conn) selectMailbox(readOnly bool) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	name, err := c.readMailbox()
+	name, err := c.spMailbox()
 	if err != nil {
 		return err
 	}
@@ -406,10 +403,7 @@ func (c *conn) cmdUIDExpunge(tag string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.dec.CRLF(); err != nil {
-		return err
-	}
-	idx, err := c.sel.resolve(set, true, c.saved)
+	idx, err := c.endSetCommand(set, true)
 	if err != nil {
 		return err
 	}
@@ -445,25 +439,16 @@ func (c *conn) markExpunged(uids []uint32) {
 
 // cmdStore implements STORE and UID STORE (RFC 3501 §6.4.6).
 func (c *conn) cmdStore(tag string, uid bool) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	set, err := c.dec.SeqSet()
+	set, err := c.spSeqSetSP()
 	if err != nil {
-		return err
-	}
-	if err := c.dec.SP(); err != nil {
 		return err
 	}
 	sc, err := c.dec.Store()
 	if err != nil {
 		return err
 	}
-	if err := c.dec.CRLF(); err != nil {
-		return err
-	}
 	s := c.sel
-	idx, err := s.resolve(set, uid, c.saved)
+	idx, err := c.endSetCommand(set, uid)
 	if err != nil {
 		return err
 	}
@@ -536,25 +521,16 @@ func (c *conn) cmdStore(tag string, uid bool) error {
 // cmdCopy implements COPY, MOVE and their UID forms (RFC 3501 §6.4.7,
 // RFC 6851, RFC 4315 COPYUID).
 func (c *conn) cmdCopy(tag string, uid, move bool) error {
-	if err := c.dec.SP(); err != nil {
-		return err
-	}
-	set, err := c.dec.SeqSet()
+	set, err := c.spSeqSetSP()
 	if err != nil {
-		return err
-	}
-	if err := c.dec.SP(); err != nil {
 		return err
 	}
 	dest, err := c.readMailbox()
 	if err != nil {
 		return err
 	}
-	if err := c.dec.CRLF(); err != nil {
-		return err
-	}
 	s := c.sel
-	idx, err := s.resolve(set, uid, c.saved)
+	idx, err := c.endSetCommand(set, uid)
 	if err != nil {
 		return err
 	}
