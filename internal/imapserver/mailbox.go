@@ -54,12 +54,9 @@ func (c *conn) cmdCreate(tag string) error {
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
-	name = strings.TrimSuffix(name, "/")
-	if name == "INBOX" {
-		return no("ALREADYEXISTS", "INBOX always exists")
-	}
-	if strings.ContainsAny(name, "*%") {
-		return no("CANNOT", "Mailbox names cannot contain * or %")
+	name, err = newMailboxName(name)
+	if err != nil {
+		return err
 	}
 	if use != "" {
 		ok := false
@@ -74,6 +71,19 @@ func (c *conn) cmdCreate(tag string) error {
 	}
 	_, err = c.acct.CreateMailbox(c.ctx, name, use)
 	return err
+}
+
+// newMailboxName checks the name a mailbox is created or renamed to and
+// returns it without a trailing delimiter (RFC 3501 §6.3.3).
+func newMailboxName(name string) (string, error) {
+	name = strings.TrimSuffix(name, "/")
+	if name == "INBOX" {
+		return "", no("ALREADYEXISTS", "INBOX always exists")
+	}
+	if strings.ContainsAny(name, "*%") {
+		return "", no("CANNOT", "Mailbox names cannot contain * or %")
+	}
+	return name, nil
 }
 
 // cmdDelete implements DELETE (RFC 3501 §6.3.4). Deleting the selected
@@ -107,12 +117,8 @@ func (c *conn) cmdRename(tag string) error {
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
-	to = strings.TrimSuffix(to, "/")
-	if to == "INBOX" {
-		return no("ALREADYEXISTS", "INBOX always exists")
-	}
-	if strings.ContainsAny(to, "*%") {
-		return no("CANNOT", "Mailbox names cannot contain * or %")
+	if to, err = newMailboxName(to); err != nil {
+		return err
 	}
 	if from == to {
 		return no("ALREADYEXISTS", "Mailbox already exists")
