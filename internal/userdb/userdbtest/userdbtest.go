@@ -36,6 +36,17 @@ type Backend interface {
 	userdb.UserDB
 }
 
+// Downer is implemented by test backends whose server the test can stop
+// (a wrapper around the backend, e.g. struct{ *redis.DB; srv }). The
+// "Down" subtest stops it and expects every call to fail with
+// userdb.ErrUnavailable, never ErrAuthFailed or ErrNotFound: a user DB
+// that is down must not look like a wrong password or an unknown user.
+type Downer interface {
+	// Down stops the backend's server; it stays down for the rest of the
+	// subtest.
+	Down(t *testing.T)
+}
+
 // Seeds are the users every subtest starts with.
 var Seeds = []Seed{
 	{Address: "alice@example.org", Password: "correct horse battery staple"},
@@ -75,6 +86,14 @@ func Run(t *testing.T, newBackend func(t *testing.T, seed []Seed) Backend) {
 		{"ManageDelete", testManageDelete},
 		{"ManageList", testManageList},
 	}
+	t.Run("Down", func(t *testing.T) {
+		b := newBackend(t, Seeds)
+		d, ok := b.(Downer)
+		if !ok {
+			t.Skip("backend cannot be stopped by the test")
+		}
+		testDown(t, b, d)
+	})
 	for _, tc := range mtests {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBackend(t, Seeds)
@@ -349,4 +368,38 @@ func testManageList(t *testing.T, b Backend, m userdb.Manager) {
 	if strings.Join(got, " ") != want {
 		t.Fatalf("ListUsers = %q\nwant %q", strings.Join(got, " "), want)
 	}
+}
+
+func testDown(t *testing.T, b Backend, d Downer) {
+	mustLookup(t, b, "alice@example.org")
+	d.Down(t)
+	want := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, userdb.ErrUnavailable) || errors.Is(err, userdb.ErrAuthFailed) || errors.Is(err, userdb.ErrNotFound) {
+			t.Errorf("backend down: %s = %v, want ErrUnavailable", op, err)
+		}
+	}
+	for _, addr := range []string{"alice@example.org", "nobody@example.org"} {
+		u, err := b.Lookup(ctx, addr)
+		want("Lookup("+addr+")", err)
+		if u != nil {
+			t.Errorf("backend down: Lookup(%s) returned %+v", addr, *u)
+		}
+		u, err = b.Authenticate(ctx, addr, "correct horse battery staple")
+		want("Authenticate("+addr+")", err)
+		if u != nil {
+			t.Errorf("backend down: Authenticate(%s) returned %+v", addr, *u)
+		}
+	}
+	_, err := userdb.LookupRecipient(ctx, b, "alice+tag@example.org", "+")
+	want("LookupRecipient", err)
+	m, ok := b.(userdb.Manager)
+	if !ok {
+		return
+	}
+	want("AddUser", m.AddUser(ctx, "new@example.org", "pw"))
+	want("SetPassword", m.SetPassword(ctx, "alice@example.org", "pw"))
+	want("DeleteUser", m.DeleteUser(ctx, "alice@example.org"))
+	_, err = m.ListUsers(ctx)
+	want("ListUsers", err)
 }
