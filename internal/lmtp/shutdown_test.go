@@ -94,6 +94,12 @@ func TestShutdownStalledData(t *testing.T) {
 	if line, err := r.ReadString('\n'); err != nil || line != "421 4.3.2 <alice@example.org> Service shutting down\r\n" {
 		t.Errorf("stalled DATA after Shutdown: %q, %v; want 421 4.3.2 for alice", line, err)
 	}
+	if line, err := r.ReadString('\n'); err != nil || line != "421 4.3.2 Service shutting down\r\n" {
+		t.Errorf("after the recipient's reply: %q, %v; want 421 4.3.2", line, err)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Errorf("after 421: read %v, want EOF", err)
+	}
 	if n := len(f.inbox("alice@example.org")); n != 0 {
 		t.Errorf("alice has %d messages, want 0", n)
 	}
