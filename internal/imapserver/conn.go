@@ -77,6 +77,7 @@ type conn struct {
 	rev2      bool // ENABLE IMAP4rev2
 	saved     []uint32
 	authFails int
+	acctSeen  time.Time // when accountGone last found the account in the index
 }
 
 // ioState records the first I/O error on the socket, so that the command
@@ -473,13 +474,25 @@ func (c *conn) accountGone(err error) bool {
 	if !errors.Is(err, mailstore.ErrNoMailbox) && c.toStatusKnown(err) {
 		return false
 	}
+	// The store has no cheap "does the account exist": list them, at
+	// most once per accountRecheck for a missing mailbox (clients probe
+	// for mailboxes that do not exist).
+	if errors.Is(err, mailstore.ErrNoMailbox) && time.Since(c.acctSeen) < accountRecheck {
+		return false
+	}
 	names, lerr := c.srv.opts.Store.Accounts(c.ctx)
 	if lerr != nil {
 		return false
 	}
-	_, found := slices.BinarySearch(names, c.acct.Name())
-	return !found
+	if _, found := slices.BinarySearch(names, c.acct.Name()); found {
+		c.acctSeen = time.Now()
+		return false
+	}
+	return true
 }
+
+// accountRecheck: see accountGone.
+const accountRecheck = 10 * time.Second
 
 // toStatusKnown reports whether toStatus maps err to a specific response
 // (not SERVERBUG).
