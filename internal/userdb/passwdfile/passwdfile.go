@@ -207,7 +207,7 @@ func ParseLine(line string) (entry, error) {
 		k, v, _ := strings.Cut(item, "=")
 		switch strings.ToLower(k) {
 		case "userdb_quota_rule", "quota_rule":
-			q, err := parseQuotaRule(v)
+			q, err := ParseQuotaRule(v)
 			if err != nil {
 				return entry{}, fmt.Errorf("%w: user %s: %w", ErrSyntax, name, err)
 			}
@@ -226,10 +226,10 @@ func ParseLine(line string) (entry, error) {
 	return e, nil
 }
 
-// parseQuotaRule parses the "*" rule of a Dovecot quota_rule value:
-// "*:bytes=N" or "*:storage=N" (see the package doc). Rules for other
-// mailboxes and "messages=" limits return -1 (ignored).
-func parseQuotaRule(v string) (int64, error) {
+// ParseQuotaRule parses the "*" rule of a Dovecot quota_rule value:
+// "*:bytes=N" or "*:storage=N" (see the package doc) into bytes. Rules for
+// other mailboxes and "messages=" limits return -1 (ignored).
+func ParseQuotaRule(v string) (int64, error) {
 	root, rest, ok := strings.Cut(v, ":")
 	if !ok || root != "*" {
 		return -1, nil

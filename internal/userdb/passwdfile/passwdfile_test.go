@@ -52,8 +52,20 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return d
+		return downer{d, path}
 	})
+}
+
+// downer takes the backend down by removing its file.
+type downer struct {
+	*DB
+	path string
+}
+
+func (d downer) Down(t *testing.T) {
+	if err := os.Remove(d.path); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestParseLine(t *testing.T) {
