@@ -44,6 +44,16 @@
 //	max_bytes = 1073741824               # default 1 GiB
 //	policy    = "lru"                    # lru or count (read count with ageing)
 //
+//	userdb = "sqlite"         # or passwd-file:/path, postgres://…, mysql://…, redis://…, dynamodb://TABLE
+//
+//	# or, with options beyond the URL, as a table instead of the key above:
+//	[userdb]
+//	url            = "mysql://dovecot:secret@db.example.org/postfix"
+//	password_query = "SELECT username AS user, password FROM mailbox WHERE username = '%u' AND active = '1'"
+//	user_query     = "SELECT username AS user, quota, active FROM mailbox WHERE username = '%u'"
+//	# redis: key_template = "bucketmail:user:{address}", timeout = "3s"
+//	# dynamodb: region = "eu-west-3", consistent_read = false, max_attempts = 3
+//
 //	[log]
 //	level  = "info"   # debug, info, warn, error
 //	format = "text"   # text, json
@@ -120,6 +130,128 @@ type Config struct {
 	S3      s3.Config `toml:"s3"`
 	Cache   Cache     `toml:"cache"`
 	Journal Journal   `toml:"journal"`
+	// UserDB selects the user database: `userdb = "URL"` or a [userdb]
+	// table with url and backend options.
+	UserDB UserDB `toml:"userdb"`
+}
+
+// UserDBSQLite is the default user database: the embedded one, in the
+// index's SQLite file.
+const UserDBSQLite = "sqlite"
+
+// UserDB selects and configures the user database (--userdb, TOML
+// userdb). In the file it is either a string (the URL) or a table:
+//
+//	url             sqlite (default), passwd-file:/path, postgres://…,
+//	                postgresql://…, mysql://…, redis://…, rediss://…, dynamodb://TABLE
+//	password_query  SQL backends: see internal/userdb/sqldb (with user_query; both or neither)
+//	user_query
+//	key_template    redis: key of a user's hash, with {address}
+//	timeout         redis: dial/read/write timeout ("3s")
+//	region          dynamodb: AWS region
+//	consistent_read dynamodb: strongly consistent reads always
+//	max_attempts    dynamodb: attempts per request
+//
+// The URL may hold a database password: LogValue masks it.
+type UserDB struct {
+	URL            string
+	PasswordQuery  string
+	UserQuery      string
+	KeyTemplate    string
+	Timeout        time.Duration
+	Region         string
+	ConsistentRead bool
+	MaxAttempts    int
+}
+
+// UnmarshalTOML implements toml.Unmarshaler: a string (the URL) or a
+// table of the keys above. Unknown keys and wrong types are errors.
+func (u *UserDB) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		u.URL = v
+		return nil
+	case map[string]any:
+		for k, val := range v {
+			var ok bool
+			switch k {
+			case "url":
+				u.URL, ok = val.(string)
+			case "password_query":
+				u.PasswordQuery, ok = val.(string)
+			case "user_query":
+				u.UserQuery, ok = val.(string)
+			case "key_template":
+				u.KeyTemplate, ok = val.(string)
+			case "region":
+				u.Region, ok = val.(string)
+			case "consistent_read":
+				u.ConsistentRead, ok = val.(bool)
+			case "max_attempts":
+				var n int64
+				n, ok = val.(int64)
+				u.MaxAttempts = int(n)
+			case "timeout":
+				var s string
+				if s, ok = val.(string); ok {
+					d, err := time.ParseDuration(s)
+					if err != nil {
+						return fmt.Errorf("userdb.timeout: %w", err)
+					}
+					u.Timeout = d
+				}
+			default:
+				return fmt.Errorf("userdb: unknown key %q", k)
+			}
+			if !ok {
+				return fmt.Errorf("userdb.%s: wrong type %T", k, val)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("userdb: want a URL string or a table, got %T", v)
+}
+
+// Kind returns the backend the URL names: "sqlite", "passwd-file",
+// "postgres", "mysql", "redis", "dynamodb", or "" if none.
+func (u UserDB) Kind() string {
+	switch {
+	case u.URL == UserDBSQLite:
+		return "sqlite"
+	case strings.HasPrefix(u.URL, "passwd-file:"):
+		return "passwd-file"
+	case strings.HasPrefix(u.URL, "postgres://"), strings.HasPrefix(u.URL, "postgresql://"):
+		return "postgres"
+	case strings.HasPrefix(u.URL, "mysql://"):
+		return "mysql"
+	case strings.HasPrefix(u.URL, "redis://"), strings.HasPrefix(u.URL, "rediss://"):
+		return "redis"
+	case strings.HasPrefix(u.URL, "dynamodb://"):
+		return "dynamodb"
+	}
+	return ""
+}
+
+// Redacted returns the URL with any password replaced by "xxxxx".
+func (u UserDB) Redacted() string {
+	s := u.URL
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	hostEnd := strings.IndexAny(rest, "/?")
+	if hostEnd < 0 {
+		hostEnd = len(rest)
+	}
+	at := strings.LastIndexByte(rest[:hostEnd], '@')
+	if at < 0 {
+		return s
+	}
+	user, _, hasPw := strings.Cut(rest[:at], ":")
+	if !hasPw {
+		return s
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
 
 // Journal configures the bucket journal (package internal/journal).
@@ -244,6 +376,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Journal.Interval == 0 {
 		c.Journal.Interval = DefaultJournalInterval
 	}
+	if c.UserDB.URL == "" {
+		c.UserDB.URL = UserDBSQLite
+	}
 }
 
 // Delimiter returns the recipient delimiter to use: "" when it is off.
@@ -331,6 +466,18 @@ func (c *Config) Validate() error {
 	if c.Cache.MaxBytes < 0 {
 		bad("cache.max_bytes", "%d: must not be negative", c.Cache.MaxBytes)
 	}
+	switch kind := c.UserDB.Kind(); {
+	case kind == "":
+		bad("userdb", "%q: want sqlite, passwd-file:/path, postgres://…, mysql://…, redis://… or dynamodb://TABLE", c.UserDB.Redacted())
+	case kind == "passwd-file" && strings.TrimPrefix(c.UserDB.URL, "passwd-file:") == "":
+		bad("userdb", "passwd-file: needs a path (passwd-file:/etc/dovecot/users)")
+	case (c.UserDB.PasswordQuery != "" || c.UserDB.UserQuery != "") && kind != "postgres" && kind != "mysql":
+		bad("userdb", "password_query and user_query are for postgres and mysql only")
+	case (c.UserDB.PasswordQuery == "") != (c.UserDB.UserQuery == ""):
+		bad("userdb", "set both password_query and user_query, or neither")
+	case c.UserDB.KeyTemplate != "" && kind != "redis":
+		bad("userdb.key_template", "for redis only")
+	}
 	if c.Cache.Policy != CachePolicyLRU && c.Cache.Policy != CachePolicyCount {
 		bad("cache.policy", "%q: want %s or %s", c.Cache.Policy, CachePolicyLRU, CachePolicyCount)
 	}
@@ -374,6 +521,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("cache.dir", c.Cache.Dir),
 		slog.Int64("cache.max_bytes", c.Cache.MaxBytes),
 		slog.String("cache.policy", c.Cache.Policy),
+		slog.String("userdb", c.UserDB.Redacted()),
 	)
 }
 
@@ -417,6 +565,7 @@ type Flags struct {
 	S3Region    string
 	S3Prefix    string
 	S3PathStyle bool
+	UserDB      string
 	fs          *flag.FlagSet
 }
 
@@ -432,6 +581,7 @@ func RegisterFlags(fs *flag.FlagSet, serverFlags bool) *Flags {
 	fs.StringVar(&f.S3Region, "s3-region", "", "S3 `region` (default $AWS_REGION or "+s3.DefaultRegion+")")
 	fs.StringVar(&f.S3Prefix, "s3-prefix", "", "key `prefix` inside the bucket")
 	fs.BoolVar(&f.S3PathStyle, "s3-path-style", false, "path-style S3 addressing (endpoint/bucket/key)")
+	fs.StringVar(&f.UserDB, "userdb", "", "user database `URL`: sqlite (default), passwd-file:/path, postgres://…, mysql://…, redis://…, dynamodb://TABLE")
 	if serverFlags {
 		fs.StringVar(&f.IMAPListen, "imap-listen", "", "IMAP `host:port` (default "+DefaultIMAPListen+")")
 		fs.StringVar(&f.IMAPSListen, "imaps-listen", "", "implicit-TLS IMAP `host:port` (default off; needs tls in the config)")
@@ -472,6 +622,8 @@ func (f *Flags) Load() (Config, error) {
 			c.S3.Prefix = f.S3Prefix
 		case "s3-path-style":
 			c.S3.PathStyle = f.S3PathStyle
+		case "userdb":
+			c.UserDB.URL = f.UserDB
 		}
 	})
 	c.ApplyDefaults()

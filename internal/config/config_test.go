@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +28,7 @@ func TestDefaults(t *testing.T) {
 		Log:      Log{Level: "info", Format: "text"},
 		Cache:    Cache{Dir: "bucketmail-data/cache", MaxBytes: 1 << 30, Policy: "lru"},
 		Journal:  Journal{Interval: time.Second},
+		UserDB:   UserDB{URL: "sqlite"},
 	}
 	if c != want {
 		t.Fatalf("Defaults() = %+v\nwant %+v", c, want)
@@ -120,6 +123,7 @@ interval = "250ms"
 			IdleTimeout: 3 * time.Second, MaxAttempts: 2},
 		Cache:   Cache{Dir: "/srv/mail/cache", MaxBytes: 4096, Policy: "count"},
 		Journal: Journal{Interval: 250 * time.Millisecond},
+		UserDB:  UserDB{URL: "sqlite"},
 	}
 	if c != want {
 		t.Fatalf("Load() = %+v\nwant %+v", c, want)
@@ -298,5 +302,71 @@ func TestUnknownS3Key(t *testing.T) {
 	path := writeFile(t, "[s3]\nbucket = \"mail\"\nmultipart_put = true\n")
 	if _, err := LoadFile(path); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "s3.multipart_put") {
 		t.Fatalf("LoadFile = %v, want ErrFile naming s3.multipart_put", err)
+	}
+}
+
+// TestUserDB: the userdb key as a string and as a table, the --userdb
+// flag over the file, validation and the masked URL.
+func TestUserDB(t *testing.T) {
+	dir := t.TempDir()
+	load := func(file string, args ...string) (Config, error) {
+		t.Helper()
+		path := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs := flag.NewFlagSet("user", flag.ContinueOnError)
+		f := RegisterFlags(fs, false)
+		if err := fs.Parse(append([]string{"--config", path}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		return f.Load()
+	}
+	c, err := load(`userdb = "passwd-file:/etc/dovecot/users"`)
+	if err != nil || c.UserDB != (UserDB{URL: "passwd-file:/etc/dovecot/users"}) || c.UserDB.Kind() != "passwd-file" {
+		t.Fatalf("string form: %+v, %v", c.UserDB, err)
+	}
+	c, err = load(`userdb = "passwd-file:/etc/dovecot/users"`, "--userdb", "redis://127.0.0.1:6379/0")
+	if err != nil || c.UserDB.URL != "redis://127.0.0.1:6379/0" || c.UserDB.Kind() != "redis" {
+		t.Fatalf("flag over file: %+v, %v", c.UserDB, err)
+	}
+	c, err = load(`[userdb]
+url = "mysql://dovecot:s3cr%40t@db.example.org/postfix"
+password_query = "SELECT password FROM mailbox WHERE username = '%u'"
+user_query = "SELECT quota FROM mailbox WHERE username = '%u'"
+`)
+	want := UserDB{URL: "mysql://dovecot:s3cr%40t@db.example.org/postfix",
+		PasswordQuery: "SELECT password FROM mailbox WHERE username = '%u'", UserQuery: "SELECT quota FROM mailbox WHERE username = '%u'"}
+	if err != nil || c.UserDB != want {
+		t.Fatalf("table form: %+v, %v", c.UserDB, err)
+	}
+	if got := c.UserDB.Redacted(); got != "mysql://dovecot:xxxxx@db.example.org/postfix" {
+		t.Errorf("Redacted = %q", got)
+	}
+	if got := fmt.Sprint(slog.AnyValue(c).Resolve()); strings.Contains(got, "s3cr") {
+		t.Errorf("LogValue shows the database password: %s", got)
+	}
+	c, err = load("[userdb]\nurl = \"redis://h/0\"\nkey_template = \"u:{address}\"\ntimeout = \"2s\"\n")
+	if err != nil || c.UserDB != (UserDB{URL: "redis://h/0", KeyTemplate: "u:{address}", Timeout: 2 * time.Second}) {
+		t.Fatalf("redis table: %+v, %v", c.UserDB, err)
+	}
+	c, err = load("[userdb]\nurl = \"dynamodb://users\"\nregion = \"eu-west-3\"\nconsistent_read = true\nmax_attempts = 5\n")
+	if err != nil || c.UserDB != (UserDB{URL: "dynamodb://users", Region: "eu-west-3", ConsistentRead: true, MaxAttempts: 5}) {
+		t.Fatalf("dynamodb table: %+v, %v", c.UserDB, err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{`userdb = "ldap://x"`, "userdb: \"ldap://x\": want sqlite"},
+		{`userdb = "passwd-file:"`, "passwd-file: needs a path"},
+		{"[userdb]\nurl = \"redis://h\"\npassword_query = \"x\"\nuser_query = \"y\"\n", "for postgres and mysql only"},
+		{"[userdb]\nurl = \"postgres://h/db\"\npassword_query = \"x\"\n", "both password_query and user_query"},
+		{"[userdb]\nurl = \"postgres://h/db\"\nkey_template = \"x\"\n", "for redis only"},
+		{"[userdb]\nurl = \"postgres://h/db\"\nbogus = 1\n", `unknown key "bogus"`},
+		{"[userdb]\nurl = 5\n", "userdb.url: wrong type int64"},
+		{"userdb = 5\n", "want a URL string or a table"},
+	} {
+		_, err := load(tc.file)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("load(%q) = %v, want an error containing %q", tc.file, err, tc.want)
+		}
 	}
 }
