@@ -309,7 +309,7 @@ func (d *Decoder) quoted() (string, error) {
 		case c == 0:
 			return "", synErr("NUL in quoted string")
 		case c >= 0x80 && !d.UTF8:
-			return "", synErr("8-bit character in quoted string (use a literal, or ENABLE UTF8=ACCEPT)")
+			return "", synErr("8-bit character in quoted string (send it as a literal, or ENABLE UTF8=ACCEPT once logged in)")
 		}
 		if _, err := d.readByte(); err != nil {
 			return "", err

@@ -134,7 +134,7 @@ func TestAString(t *testing.T) {
 		{in: `"a\b"`, err: `invalid escape in quoted string: backslash followed by "b"`},
 		{in: "\"ab\r\n", err: "unterminated quoted string"},
 		{in: "\"a\x00b\"", err: "NUL in quoted string"},
-		{in: "\"é\"", err: "8-bit character in quoted string (use a literal, or ENABLE UTF8=ACCEPT)"},
+		{in: "\"é\"", err: "8-bit character in quoted string (send it as a literal, or ENABLE UTF8=ACCEPT once logged in)"},
 		{in: "{3}\r\na\x00c", err: "NUL in literal string"},
 		{in: "{3}\r\nab", err: "unexpected EOF", eof: true},
 		{in: "{3} x", err: `expected CRLF after literal header, found SP`},

@@ -77,7 +77,7 @@ func TestSearch(t *testing.T) {
 		{in: ` LARGER 9223372036854775808`, err: `number too large (maximum 9223372036854775807)`},
 		{in: ` KEYWORD \Seen`, err: `expected keyword, found "\\"`},
 		{in: ` HEADER Subject`, err: `expected SP, found end of line`},
-		{in: ` SUBJECT "é"`, err: `8-bit character in quoted string (use a literal, or ENABLE UTF8=ACCEPT)`},
+		{in: ` SUBJECT "é"`, err: `8-bit character in quoted string (send it as a literal, or ENABLE UTF8=ACCEPT once logged in)`},
 		{in: ` UID x`, err: `expected sequence number or *, found "x"`},
 		{in: ` 0`, err: `sequence number 0 is not allowed`},
 		{in: ` MODSEQ "/flags/\\draft" any 1`, err: `invalid MODSEQ entry type "any" (want priv, shared or all)`},
