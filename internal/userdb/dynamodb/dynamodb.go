@@ -46,9 +46,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -79,6 +81,9 @@ type Options struct {
 	ConsistentRead bool `toml:"consistent_read"`
 	// MaxAttempts per request including the first (default 3).
 	MaxAttempts int `toml:"max_attempts"`
+	// Timeout bounds each HTTP attempt (default 5s), so an endpoint
+	// that does not answer is ErrUnavailable, not a hung login.
+	Timeout time.Duration `toml:"timeout"`
 	// Hasher hashes new passwords (default password.Hash, ARGON2ID).
 	Hasher password.Hasher `toml:"-"`
 }
@@ -143,7 +148,12 @@ func OpenOptions(ctx context.Context, dsn string, o Options, logger *slog.Logger
 	if maxAttempts <= 0 {
 		maxAttempts = 3
 	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
 	loadOpts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(timeout)),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(s *retry.StandardOptions) {
 				s.MaxAttempts = maxAttempts
@@ -238,13 +248,22 @@ func (d *DB) dummyHash() string {
 	return d.dummy
 }
 
+// storable reports whether address can be a partition key value:
+// DynamoDB rejects an empty one or one over 2048 bytes (ValidationException,
+// which would read as ErrUnavailable), and JSON would alter invalid UTF-8.
+// No user has such an address (userdb.ValidateAddress), so callers answer
+// ErrNotFound without asking.
+func storable(address string) bool {
+	return address != "" && len(address) <= 2048 && utf8.ValidString(address)
+}
+
 func key(address string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{AttrAddress: &types.AttributeValueMemberS{Value: address}}
 }
 
 // get reads a user and its stored hash ("" if none).
 func (d *DB) get(ctx context.Context, address string) (*userdb.User, string, error) {
-	if address == "" { // not a valid key value; nobody has it
+	if !storable(address) {
 		return nil, "", fmt.Errorf("userdb: lookup %s: %w", address, userdb.ErrNotFound)
 	}
 	consistent := d.consistent || ctx.Value(consistentKey{}) != nil
@@ -368,7 +387,7 @@ func (d *DB) AddUser(ctx context.Context, address, pw string) error {
 // update sets one attribute of an existing user (UpdateItem with
 // attribute_exists(address)); ErrNotFound if none.
 func (d *DB) update(ctx context.Context, op, address, attr string, v types.AttributeValue) error {
-	if address == "" {
+	if !storable(address) {
 		return fmt.Errorf("userdb: %s %s: %w", op, address, userdb.ErrNotFound)
 	}
 	_, err := d.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -422,7 +441,7 @@ func (d *DB) SetQuota(ctx context.Context, address string, bytes int64) error {
 // attribute_exists(address)).
 func (d *DB) DeleteUser(ctx context.Context, address string) error {
 	address = userdb.Normalize(address)
-	if address == "" {
+	if !storable(address) {
 		return fmt.Errorf("userdb: delete %s: %w", address, userdb.ErrNotFound)
 	}
 	_, err := d.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -126,6 +128,21 @@ func TestTableLayout(t *testing.T) {
 	}
 	if _, err := d.Authenticate(ctx, "nopw@example.org", ""); !errors.Is(err, userdb.ErrAuthFailed) {
 		t.Fatalf("no password attribute: %v", err)
+	}
+	// Addresses DynamoDB cannot store as a key are unknown, not a backend error.
+	for _, a := range []string{"\xffalice@example.org", strings.Repeat("a", 2049) + "@example.org"} {
+		if _, err := d.Lookup(ctx, a); !errors.Is(err, userdb.ErrNotFound) {
+			t.Errorf("Lookup(%.20q) = %v, want ErrNotFound", a, err)
+		}
+		if _, err := d.Authenticate(ctx, a, "pw"); !errors.Is(err, userdb.ErrAuthFailed) {
+			t.Errorf("Authenticate(%.20q) = %v, want ErrAuthFailed", a, err)
+		}
+		if err := d.SetQuota(ctx, a, 1); !errors.Is(err, userdb.ErrNotFound) {
+			t.Errorf("SetQuota(%.20q) = %v, want ErrNotFound", a, err)
+		}
+		if err := d.DeleteUser(ctx, a); !errors.Is(err, userdb.ErrNotFound) {
+			t.Errorf("DeleteUser(%.20q) = %v, want ErrNotFound", a, err)
+		}
 	}
 	// Consistent reads on demand and by option give the same answers.
 	if u, err := d.Lookup(WithConsistentRead(ctx), "nopw@example.org"); err != nil || *u != (userdb.User{Address: "nopw@example.org", Account: "nopw", QuotaBytes: 12}) {
@@ -289,5 +306,54 @@ func TestEndpointEnv(t *testing.T) {
 	}
 	if u, err := g.Lookup(ctx, "alice@example.org"); err != nil || u.Address != "alice@example.org" {
 		t.Fatalf("Lookup via AWS_ENDPOINT_URL = %+v, %v", u, err)
+	}
+}
+
+// TestHungEndpoint: an endpoint that accepts connections and never
+// answers is ErrUnavailable after Options.Timeout, not a hung login.
+func TestHungEndpoint(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://"+l.Addr().String())
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	ctx := context.Background()
+	d, err := OpenOptions(ctx, "dynamodb://users", Options{Timeout: 200 * time.Millisecond, MaxAttempts: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = d.Authenticate(ctx, "alice@example.org", "pw")
+	if !errors.Is(err, userdb.ErrUnavailable) {
+		t.Fatalf("Authenticate against a hung endpoint = %v, want ErrUnavailable", err)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("gave up after %v, want about 200ms", el)
 	}
 }

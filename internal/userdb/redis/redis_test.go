@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -167,5 +169,51 @@ func TestOpenErrors(t *testing.T) {
 	defer d.Close()
 	if _, err := d.Authenticate(ctx, "a@example.org", "pw"); !errors.Is(err, userdb.ErrUnavailable) {
 		t.Fatalf("Authenticate with no server = %v", err)
+	}
+}
+
+// TestHungServer: a server that accepts connections and never answers is
+// ErrUnavailable after Options.Timeout (go-redis does not retry a read
+// timeout), not a hung login.
+func TestHungServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	ctx := context.Background()
+	d, err := OpenOptions(ctx, "redis://"+l.Addr().String()+"/0", Options{Timeout: 200 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	start := time.Now()
+	if _, err := d.Lookup(ctx, "alice@example.org"); !errors.Is(err, userdb.ErrUnavailable) {
+		t.Fatalf("Lookup against a hung server = %v, want ErrUnavailable", err)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("gave up after %v, want about 200ms", el)
 	}
 }
