@@ -4,7 +4,8 @@
 //
 // The binary is $REDIS_SERVER, else redis-server on $PATH (apt-get install
 // redis-server). When it is missing, Start skips the test, or fails it when
-// CI=true. Stop is for failure tests ("backend down").
+// CI=true. Stop and Restart (same port, empty data) are for failure tests
+// ("backend down").
 package redis
 
 import (
@@ -25,6 +26,10 @@ type Server struct {
 	Addr string // "127.0.0.1:PORT"
 	URL  string // "redis://127.0.0.1:PORT/0"
 
+	bin, dir string
+	args     []string // extra server arguments
+	port     int
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -43,8 +48,9 @@ func Binary() string {
 	return p
 }
 
-// Start starts a server for the test and stops it in t.Cleanup.
-func Start(t testing.TB) *Server {
+// Start starts a server for the test and stops it in t.Cleanup. args are
+// extra redis-server arguments, e.g. "--requirepass", "secret".
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin := Binary()
 	if bin == "" {
@@ -55,10 +61,16 @@ func Start(t testing.TB) *Server {
 		t.Skip(msg)
 	}
 	dir := t.TempDir()
-	s := &Server{}
+	s := &Server{bin: bin, dir: dir, args: args}
 	var err error
 	for range 5 { // another process may take the free port before the server binds it
-		if err = s.start(bin, dir); err == nil {
+		l, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		s.port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if err = s.start(); err == nil {
 			break
 		}
 	}
@@ -69,20 +81,25 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func (s *Server) start(bin, dir string) error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+// Restart starts a stopped server again on the same port, with no data
+// (the server keeps nothing on disk).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		t.Fatalf("redis: restart: %v", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir)
+}
+
+func (s *Server) start() error {
+	port := s.port
+	cmd := exec.Command(s.bin, append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", s.dir}, s.args...)...)
 	s.output.Reset()
 	cmd.Stdout = &s.output
 	cmd.Stderr = &s.output
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
@@ -98,7 +115,7 @@ func (s *Server) start(bin, dir string) error {
 			return fmt.Errorf("redis-server on port %d exited at start: %s", port, strings.TrimSpace(s.output.String()))
 		default:
 		}
-		if ping(s.Addr) {
+		if ping(s.Addr) { // -NOAUTH also proves it listens
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -122,7 +139,7 @@ func ping(addr string) bool {
 	}
 	buf := make([]byte, 7)
 	n, _ := c.Read(buf)
-	return string(buf[:n]) == "+PONG\r\n"
+	return string(buf[:n]) == "+PONG\r\n" || strings.HasPrefix(string(buf[:n]), "-NOAUTH")
 }
 
 // Stop kills the server (by PID) and waits for it to exit. Safe to call
@@ -136,4 +153,9 @@ func (s *Server) Stop() {
 	}
 	cmd.Process.Kill()
 	<-done
+	s.mu.Lock()
+	if s.cmd == cmd {
+		s.cmd = nil
+	}
+	s.mu.Unlock()
 }

@@ -12,4 +12,8 @@ func TestStartStop(t *testing.T) {
 		t.Fatalf("%s still answers after Stop", s.Addr)
 	}
 	s.Stop()
+	s.Restart(t)
+	if !ping(s.Addr) {
+		t.Fatalf("no PONG from %s after Restart", s.Addr)
+	}
 }

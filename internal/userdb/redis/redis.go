@@ -387,3 +387,17 @@ func globEscape(s string) string {
 	}
 	return b.String()
 }
+
+// LogAdapter routes go-redis's own messages (e.g. "connection pool:
+// failed to dial") to an slog.Logger at level Warn. go-redis has only a
+// process-wide logger, so the program's main sets it once:
+//
+//	goredis.SetLogger(redis.LogAdapter{Logger: logger})
+//
+// Without it go-redis writes to stderr.
+type LogAdapter struct{ Logger *slog.Logger }
+
+// Printf implements go-redis's internal.Logging.
+func (a LogAdapter) Printf(ctx context.Context, format string, v ...any) {
+	a.Logger.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...), "component", "userdb")
+}

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -217,3 +218,76 @@ func TestHungServer(t *testing.T) {
 		t.Fatalf("gave up after %v, want about 200ms", el)
 	}
 }
+
+// TestRecovery: the same DB works again once its server is back.
+func TestRecovery(t *testing.T) {
+	srv := redistest.Start(t)
+	d := open(t, srv, Options{})
+	ctx := context.Background()
+	seed(t, d, userdbtest.Seeds[:1])
+	srv.Stop()
+	if _, err := d.Authenticate(ctx, "alice@example.org", "correct horse battery staple"); !errors.Is(err, userdb.ErrUnavailable) {
+		t.Fatalf("server stopped: %v", err)
+	}
+	srv.Restart(t) // empty: nothing is saved
+	if _, err := d.Lookup(ctx, "alice@example.org"); !errors.Is(err, userdb.ErrNotFound) {
+		t.Fatalf("after restart Lookup = %v, want ErrNotFound", err)
+	}
+	seed(t, d, userdbtest.Seeds[:1])
+	if _, err := d.Authenticate(ctx, "alice@example.org", "correct horse battery staple"); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+// TestServerPassword: a password and a database number in the dsn are
+// used; a wrong password is ErrUnavailable (a configuration problem, not
+// a login failure).
+func TestServerPassword(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "s3cret")
+	ctx := context.Background()
+	d, err := OpenOptions(ctx, "redis://:s3cret@"+srv.Addr+"/3", Options{Hasher: cheap}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	seed(t, d, userdbtest.Seeds[:1])
+	if _, err := d.Authenticate(ctx, "alice@example.org", "correct horse battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr, Password: "s3cret", DB: 3})
+	defer rc.Close()
+	if n, err := rc.Exists(ctx, "bucketmail:user:alice@example.org").Result(); err != nil || n != 1 {
+		t.Fatalf("user not in database 3: %d, %v", n, err)
+	}
+	bad, err := Open(ctx, "redis://:wrong@"+srv.Addr+"/3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	_, err = bad.Authenticate(ctx, "alice@example.org", "correct horse battery staple")
+	if !errors.Is(err, userdb.ErrUnavailable) || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("wrong server password: %v", err)
+	}
+}
+
+func TestLogAdapter(t *testing.T) {
+	var buf strings.Builder
+	a := LogAdapter{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))}
+	goredis.SetLogger(a) // compiles only if LogAdapter is a go-redis logger
+	t.Cleanup(func() { goredis.SetLogger(noLog{}) })
+	a.Printf(context.Background(), "pool: failed to dial after %d attempts", 1)
+	if got, want := buf.String(), "level=WARN msg=\"redis: pool: failed to dial after 1 attempts\" component=userdb\n"; got != want {
+		t.Fatalf("logged %q, want %q", got, want)
+	}
+}
+
+type noLog struct{}
+
+func (noLog) Printf(context.Context, string, ...any) {}
