@@ -78,6 +78,10 @@ type conn struct {
 	saved     []uint32
 	authFails int
 	acctSeen  time.Time // when accountGone last found the account in the index
+	// syncDue: the session itself wrote (or a Changes read failed), so
+	// the next sync must ask the store even without a Watch wake-up.
+	syncDue  bool
+	lastSync time.Time // when sync last asked the store for changes
 }
 
 // ioState records the first I/O error on the socket, so that the command
@@ -441,6 +445,9 @@ func (c *conn) finish(tag, name string, h cmdHandler, err error) bool {
 		return false
 	}
 	st := c.toStatus(name, err)
+	if !h.readOnly {
+		c.syncDue = true
+	}
 	if c.state == stateSelected && !h.noSync {
 		if err := c.sync(!h.noExpunge); err != nil {
 			return false
@@ -628,18 +635,22 @@ type cmdHandler struct {
 	noExpunge bool
 	// noSync: do not report mailbox changes (the command does it itself).
 	noSync bool
+	// readOnly: the command writes nothing to the store (FETCH sets
+	// syncDue itself when it sets \Seen), so the sync after it asks the
+	// store for changes only if a Watch wake-up arrived.
+	readOnly bool
 }
 
 func (c *conn) lookup(name string) (cmdHandler, bool) {
 	switch name {
 	case "CAPABILITY":
-		return cmdHandler{states: anyState, fn: (*conn).cmdCapability}, true
+		return cmdHandler{states: anyState, fn: (*conn).cmdCapability, readOnly: true}, true
 	case "NOOP":
-		return cmdHandler{states: anyState, fn: (*conn).cmdNoop}, true
+		return cmdHandler{states: anyState, fn: (*conn).cmdNoop, readOnly: true}, true
 	case "LOGOUT":
 		return cmdHandler{states: anyState, fn: (*conn).cmdLogout, noSync: true}, true
 	case "ID":
-		return cmdHandler{states: anyState, fn: (*conn).cmdID}, true
+		return cmdHandler{states: anyState, fn: (*conn).cmdID, readOnly: true}, true
 	case "STARTTLS":
 		if c.srv.opts.TLS == nil || c.isTLS {
 			return cmdHandler{}, false
@@ -667,19 +678,19 @@ func (c *conn) lookup(name string) (cmdHandler, bool) {
 	case "UNSUBSCRIBE":
 		return cmdHandler{states: authStates, fn: (*conn).cmdUnsubscribe}, true
 	case "LIST":
-		return cmdHandler{states: authStates, fn: (*conn).cmdList}, true
+		return cmdHandler{states: authStates, fn: (*conn).cmdList, readOnly: true}, true
 	case "LSUB":
-		return cmdHandler{states: authStates, fn: (*conn).cmdLsub}, true
+		return cmdHandler{states: authStates, fn: (*conn).cmdLsub, readOnly: true}, true
 	case "NAMESPACE":
-		return cmdHandler{states: authStates, fn: (*conn).cmdNamespace}, true
+		return cmdHandler{states: authStates, fn: (*conn).cmdNamespace, readOnly: true}, true
 	case "STATUS":
-		return cmdHandler{states: authStates, fn: (*conn).cmdStatus}, true
+		return cmdHandler{states: authStates, fn: (*conn).cmdStatus, readOnly: true}, true
 	case "APPEND":
 		return cmdHandler{states: authStates, fn: (*conn).cmdAppend}, true
 	case "IDLE":
 		return cmdHandler{states: authStates, fn: (*conn).cmdIdle}, true
 	case "CHECK":
-		return cmdHandler{states: stateSelected, fn: (*conn).cmdNoop}, true
+		return cmdHandler{states: stateSelected, fn: (*conn).cmdNoop, readOnly: true}, true
 	case "CLOSE":
 		return cmdHandler{states: stateSelected, fn: (*conn).cmdClose, noSync: true}, true
 	case "UNSELECT":
@@ -689,13 +700,13 @@ func (c *conn) lookup(name string) (cmdHandler, bool) {
 	case "UID EXPUNGE":
 		return cmdHandler{states: stateSelected, fn: (*conn).cmdUIDExpunge}, true
 	case "SEARCH":
-		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdSearch(tag, false) }, noExpunge: true}, true
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdSearch(tag, false) }, noExpunge: true, readOnly: true}, true
 	case "UID SEARCH":
-		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdSearch(tag, true) }}, true
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdSearch(tag, true) }, readOnly: true}, true
 	case "FETCH":
-		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdFetch(tag, false) }, noExpunge: true}, true
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdFetch(tag, false) }, noExpunge: true, readOnly: true}, true
 	case "UID FETCH":
-		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdFetch(tag, true) }}, true
+		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdFetch(tag, true) }, readOnly: true}, true
 	case "STORE":
 		return cmdHandler{states: stateSelected, fn: func(c *conn, tag string) error { return c.cmdStore(tag, false) }, noExpunge: true}, true
 	case "UID STORE":

@@ -125,6 +125,7 @@ func (c *conn) cmdFetch(tag string, uid bool) error {
 				}
 			}
 			if len(unseen) > 0 {
+				c.syncDue = true
 				changed, _, err := c.acct.StoreFlags(c.ctx, s.mb.ID, unseen, mailstore.Add, []string{mailstore.FlagSeen}, 0)
 				if err != nil {
 					closeAll()
@@ -609,10 +610,13 @@ type nulReplacer struct{ r io.Reader }
 
 func (n nulReplacer) Read(p []byte) (int, error) {
 	k, err := n.r.Read(p)
-	for i := range p[:k] {
-		if p[i] == 0 {
-			p[i] = 0x80
+	for b := p[:k]; ; {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			break
 		}
+		b[i] = 0x80
+		b = b[i+1:]
 	}
 	return k, err
 }

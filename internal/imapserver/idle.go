@@ -18,11 +18,6 @@ func (c *conn) cmdIdle(tag string) error {
 		return err
 	}
 	c.enc.Raw("+ idling").CRLF()
-	// Drain a stale notification; the sync below covers it.
-	select {
-	case <-c.watch:
-	default:
-	}
 	if err := c.sync(true); err != nil {
 		return err
 	}
@@ -56,7 +51,9 @@ func (c *conn) cmdIdle(tag string) error {
 			}
 			return okText("IDLE terminated")
 		case <-c.watch:
+			c.syncDue = true // consumed here: sync must still read
 		case <-tick.C:
+			c.syncDue = true
 		case <-c.srv.closingCh:
 			c.writeBye("Server shutting down")
 			c.close()

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bucketmail/bucketmail/internal/imapwire"
 	"github.com/bucketmail/bucketmail/internal/mailstore"
@@ -197,6 +198,7 @@ func (c *conn) selectMailbox(readOnly bool) error {
 	s.exists = len(s.msgs)
 	c.sel = s
 	c.state = stateSelected
+	c.lastSync = time.Now() // a commit after States publishes a wake-up
 	c.log = c.baseLog.With(slog.String("user", c.user.Account), slog.String("mailbox", mb.Name))
 
 	c.writeFlagsResponses()
@@ -259,8 +261,13 @@ func (c *conn) sync(allowExpunge bool) error {
 	if s == nil {
 		return nil
 	}
+	if !c.changesDue() {
+		c.flushUpdates(allowExpunge, false)
+		return nil
+	}
 	ch, err := c.acct.Changes(c.ctx, s.mb.ID, s.mb.UIDValidity, s.modseq)
 	if err != nil {
+		c.syncDue = true
 		if errors.Is(err, mailstore.ErrUIDValidity) || errors.Is(err, mailstore.ErrNoMailbox) {
 			c.writeBye("Selected mailbox was deleted or recreated")
 			c.state = stateLogout
@@ -305,6 +312,26 @@ func (c *conn) sync(allowExpunge bool) error {
 	}
 	c.flushUpdates(allowExpunge, newKW)
 	return nil
+}
+
+// changesDue reports whether sync must ask the store for changes: a
+// Watch wake-up arrived since the last sync, the session wrote itself
+// (syncDue), there is no watch, or idleRecheck has passed (a safety net
+// for writers outside this process). It consumes the wake-up before the
+// caller reads the changes, so a commit after that read publishes a new
+// one: no change is missed, at worst one is read twice.
+func (c *conn) changesDue() bool {
+	due := c.syncDue || c.watch == nil || time.Since(c.lastSync) >= idleRecheck
+	select {
+	case <-c.watch:
+		due = true
+	default:
+	}
+	if due {
+		c.syncDue = false
+		c.lastSync = time.Now()
+	}
+	return due
 }
 
 // flushUpdates writes what sync (or the session's own commands) recorded.
