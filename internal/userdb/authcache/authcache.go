@@ -67,17 +67,17 @@ type Backend interface {
 type Options struct {
 	// PositiveTTL: how long a successful authentication or lookup is
 	// reused. 0: DefaultPositiveTTL; negative: not cached.
-	PositiveTTL time.Duration
+	PositiveTTL time.Duration `toml:"positive_ttl"`
 	// NegativeTTL: how long ErrAuthFailed or ErrNotFound is reused.
 	// 0: DefaultNegativeTTL; negative: not cached.
-	NegativeTTL time.Duration
+	NegativeTTL time.Duration `toml:"negative_ttl"`
 	// MaxEntries bounds the number of entries (LRU). <= 0: DefaultMaxEntries.
-	MaxEntries int
+	MaxEntries int `toml:"max_entries"`
 	// Now is the clock (default time.Now); tests control it.
-	Now func() time.Time
+	Now func() time.Time `toml:"-"`
 	// BypassContext, if set, derives the context of reads made during a
 	// Bypass window, e.g. dynamodb.WithConsistentRead.
-	BypassContext func(context.Context) context.Context
+	BypassContext func(context.Context) context.Context `toml:"-"`
 }
 
 // Stats count cache use since New.
