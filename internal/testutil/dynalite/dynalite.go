@@ -4,8 +4,8 @@
 //
 // The program is $DYNALITE, else .tools/node_modules/.bin/dynalite in the
 // repository root (npm install --prefix .tools dynalite@4.0.0). When it
-// is missing, Start skips the test, or fails it when CI=true. Stop is for
-// failure tests ("backend down").
+// is missing, Start skips the test, or fails it when CI=true. Stop and
+// Restart (same port, no tables) are for failure tests ("backend down").
 //
 // Clients reach it with AWS_ENDPOINT_URL_DYNAMODB=s.Endpoint and any
 // non-empty credentials and region; Env returns those variables.
@@ -29,6 +29,9 @@ import (
 // Server is a running dynalite.
 type Server struct {
 	Endpoint string // "http://127.0.0.1:PORT"
+
+	bin  string
+	port int
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -72,10 +75,16 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip(msg)
 	}
-	s := &Server{}
+	s := &Server{bin: bin}
 	var err error
 	for range 5 { // another process may take the free port before dynalite binds it
-		if err = s.start(bin); err == nil {
+		l, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		s.port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if err = s.start(); err == nil {
 			break
 		}
 	}
@@ -106,13 +115,18 @@ func (s *Server) Setenv(t testing.TB) {
 	}
 }
 
-func (s *Server) start(bin string) error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+// Restart starts a stopped server again on the same port, empty (it is
+// in memory).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		t.Fatalf("dynalite: restart: %v", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+}
+
+func (s *Server) start() error {
+	bin, port := s.bin, s.port
 	// Tables become ACTIVE at once (dynalite's default keeps them
 	// CREATING for 500 ms).
 	cmd := exec.Command(bin, "--host", "127.0.0.1", "--port", strconv.Itoa(port),
@@ -162,4 +176,9 @@ func (s *Server) Stop() {
 	}
 	cmd.Process.Kill()
 	<-done
+	s.mu.Lock()
+	if s.cmd == cmd {
+		s.cmd = nil
+	}
+	s.mu.Unlock()
 }

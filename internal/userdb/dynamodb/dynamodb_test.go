@@ -357,3 +357,27 @@ func TestHungEndpoint(t *testing.T) {
 		t.Fatalf("gave up after %v, want about 200ms", el)
 	}
 }
+
+// TestRecovery: the same DB works again once the endpoint is back.
+func TestRecovery(t *testing.T) {
+	srv := dynalite.Start(t)
+	srv.Setenv(t)
+	ctx := context.Background()
+	d := open(t, Options{MaxAttempts: 1})
+	seed(t, d, userdbtest.Seeds[:1])
+	srv.Stop()
+	if _, err := d.Authenticate(ctx, "alice@example.org", "correct horse battery staple"); !errors.Is(err, userdb.ErrUnavailable) {
+		t.Fatalf("server stopped: %v", err)
+	}
+	srv.Restart(t) // in memory: the table is gone
+	if _, err := d.Lookup(ctx, "alice@example.org"); !errors.Is(err, userdb.ErrUnavailable) {
+		t.Fatalf("table missing after restart: Lookup = %v, want ErrUnavailable", err)
+	}
+	if err := d.CreateTable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, d, userdbtest.Seeds[:1])
+	if _, err := d.Authenticate(ctx, "alice@example.org", "correct horse battery staple"); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
