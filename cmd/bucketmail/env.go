@@ -18,15 +18,29 @@ import (
 	"github.com/bucketmail/bucketmail/internal/mailstore"
 	"github.com/bucketmail/bucketmail/internal/metadb"
 	"github.com/bucketmail/bucketmail/internal/userdb"
+	"github.com/bucketmail/bucketmail/internal/userdb/dynamodb"
 	"github.com/bucketmail/bucketmail/internal/userdb/embedded"
+	"github.com/bucketmail/bucketmail/internal/userdb/passwdfile"
+	"github.com/bucketmail/bucketmail/internal/userdb/redis"
+	"github.com/bucketmail/bucketmail/internal/userdb/sqldb"
 )
 
-// users is what the binary needs of a user database: the embedded one
-// implements all three.
+// users is what the binary needs of a user database. Writable backends
+// also implement userdb.Manager (see manager).
 type users interface {
 	userdb.PassDB
 	userdb.UserDB
-	userdb.Manager
+}
+
+// manager returns the user database's Manager, or an error wrapping
+// userdb.ErrReadOnly that names the backend.
+func (e *env) manager() (userdb.Manager, error) {
+	if m, ok := e.users.(userdb.Manager); ok {
+		if s, ok := e.users.(*sqldb.DB); !ok || s.Managed() {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("user database %s: %w: change its users with the tools that own it", e.cfg.UserDB.Redacted(), userdb.ErrReadOnly)
 }
 
 // env is the opened data directory (and bucket).
@@ -39,8 +53,10 @@ type env struct {
 	// blobs is what the mail store uses: blob/fs, the S3 store, or the
 	// read cache in front of the S3 store.
 	blobs blob.Store
-	s3    *s3.Store    // nil without a bucket
-	cache *cache.Cache // nil unless opened with envOptions.cache in S3 mode
+	// closeUsers closes a networked user database; nil for the others.
+	closeUsers func() error
+	s3         *s3.Store    // nil without a bucket
+	cache      *cache.Cache // nil unless opened with envOptions.cache in S3 mode
 }
 
 // envOptions says what openEnvWith opens besides the defaults.
@@ -96,22 +112,61 @@ func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o env
 		return nil, err
 	}
 	e.store = store
-	// In S3 mode every user record is mirrored to accounts/<address> in
-	// the bucket, so that a server started on an empty disk gets its
-	// users back (reindex --all, serve on an empty index).
-	var uopts []embedded.Option
-	if cfg.S3Enabled() {
-		uopts = append(uopts, embedded.WithBucket(e.blobs))
-	}
-	u, err := embedded.New(ctx, db, uopts...)
-	if err != nil {
+	if err := e.openUsers(ctx); err != nil {
 		store.Close()
 		e.closeBlobs()
 		db.Close()
 		return nil, err
 	}
-	e.users = u
 	return e, nil
+}
+
+// openUsers opens the user database cfg.UserDB names (--userdb).
+func (e *env) openUsers(ctx context.Context) error {
+	u := e.cfg.UserDB
+	log := e.log.With("component", "userdb")
+	switch u.Kind() {
+	case "sqlite":
+		// In S3 mode every user record is mirrored to accounts/<address>
+		// in the bucket, so that a server started on an empty disk gets
+		// its users back (reindex --all, serve on an empty index).
+		var uopts []embedded.Option
+		if e.cfg.S3Enabled() {
+			uopts = append(uopts, embedded.WithBucket(e.blobs))
+		}
+		d, err := embedded.New(ctx, e.db, uopts...)
+		if err != nil {
+			return err
+		}
+		e.users = d
+	case "passwd-file":
+		d, err := passwdfile.Open(ctx, u.URL, log)
+		if err != nil {
+			return err
+		}
+		e.users = d
+	case "postgres", "mysql":
+		d, err := sqldb.OpenWith(ctx, u.URL, sqldb.Options{PasswordQuery: u.PasswordQuery, UserQuery: u.UserQuery}, log)
+		if err != nil {
+			return err
+		}
+		e.users, e.closeUsers = d, d.Close
+	case "redis":
+		d, err := redis.OpenOptions(ctx, u.URL, redis.Options{KeyTemplate: u.KeyTemplate, Timeout: u.Timeout}, log)
+		if err != nil {
+			return err
+		}
+		e.users, e.closeUsers = d, d.Close
+	case "dynamodb":
+		d, err := dynamodb.OpenOptions(ctx, u.URL, dynamodb.Options{Region: u.Region, ConsistentRead: u.ConsistentRead, MaxAttempts: u.MaxAttempts}, log)
+		if err != nil {
+			return err
+		}
+		e.users = d
+	default:
+		return fmt.Errorf("userdb: unknown backend %q", u.Redacted())
+	}
+	return nil
 }
 
 // openBlobs opens the blob store: the bucket when s3.bucket is set (with
@@ -170,5 +225,9 @@ func (e *env) closeBlobs() error {
 }
 
 func (e *env) Close() error {
-	return errors.Join(e.store.Close(), e.closeBlobs(), e.db.Close())
+	var cu error
+	if e.closeUsers != nil {
+		cu = e.closeUsers()
+	}
+	return errors.Join(cu, e.store.Close(), e.closeBlobs(), e.db.Close())
 }

@@ -11,9 +11,19 @@
 //	bucketmail user list
 //	bucketmail import --user ADDRESS [--mailbox NAME] PATH...
 //	bucketmail cache stats|purge [--cache-dir DIR]
+//	bucketmail pw [-s SCHEME] [-p PASSWORD | stdin] [-t HASH] [-l]
 //	bucketmail version
 //
-// Every subcommand takes --config, --data-dir and the S3 flags
+// --userdb URL (or userdb in the config file) selects the user database:
+// sqlite (default: the embedded one, in index.db), passwd-file:/path
+// (Dovecot's format, read-only), postgres://…, mysql://… (a default schema
+// bucketmail manages, or an existing table through [userdb]
+// password_query/user_query, read-only), redis://…, dynamodb://TABLE. See
+// internal/userdb/{passwdfile,sqldb,redis,dynamodb}. The user subcommands
+// work on every writable backend and fail with "backend is read-only"
+// otherwise. pw prints a Dovecot "{SCHEME}hash" like doveadm pw.
+//
+// Every subcommand takes --config, --data-dir, --userdb and the S3 flags
 // --s3-endpoint URL, --s3-bucket NAME, --s3-region NAME, --s3-prefix P and
 // --s3-path-style; flags override the file. With a bucket set (flag or
 // [s3] bucket), message bodies live in the bucket and serve keeps a read
@@ -95,9 +105,12 @@ const usage = `usage:
   bucketmail import --user ADDRESS [--mailbox NAME] PATH...
   bucketmail cache stats|purge [--cache-dir DIR]
   bucketmail reindex [--user ADDRESS | --all] [--dry-run]
+  bucketmail pw [-s SCHEME] [-p PASSWORD | stdin] [-t HASH] [-l]
   bucketmail version
-Every subcommand also takes --config FILE, --data-dir DIR and
+Every subcommand also takes --config FILE, --data-dir DIR, --userdb URL and
 --s3-endpoint URL --s3-bucket NAME --s3-region NAME --s3-prefix P --s3-path-style.
+--userdb: sqlite (default), passwd-file:/path, postgres://..., mysql://...,
+redis://..., dynamodb://TABLE.
 `
 
 // errUsage marks errors that are the user's command line; run prints the
@@ -125,6 +138,8 @@ func run(ctx context.Context, stopSignals func(), args []string, stdin io.Reader
 		err = cmdFsck(ctx, rest, stdout, stderr)
 	case "cache":
 		err = cmdCache(ctx, rest, stdout, stderr)
+	case "pw":
+		err = cmdPw(ctx, rest, stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "bucketmail", version())
 	case "help", "-h", "--help", "-help":

@@ -59,6 +59,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	runAtExit()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

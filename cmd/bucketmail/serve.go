@@ -18,6 +18,7 @@ import (
 	"github.com/bucketmail/bucketmail/internal/delivery"
 	"github.com/bucketmail/bucketmail/internal/imapserver"
 	"github.com/bucketmail/bucketmail/internal/lmtp"
+	"github.com/bucketmail/bucketmail/internal/userdb"
 )
 
 // Shutdown deadlines: LMTP deliveries in progress get lmtpGrace to finish
@@ -132,7 +133,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 			}
 		}()
 	}
-	if list, err := e.users.ListUsers(ctx); err == nil && len(list) == 0 {
+	if noUsersYet(ctx, e) {
 		hint := "bucketmail user add you@example.org --password-stdin"
 		if cfg.DataDir != config.DefaultDataDir {
 			hint += " --data-dir " + shellQuote(cfg.DataDir)
@@ -204,4 +205,15 @@ func s3StatsAttrs(st map[string]uint64) []any {
 		attrs = append(attrs, slog.Uint64(k, st[k]))
 	}
 	return attrs
+}
+
+// noUsersYet reports whether the embedded user database is empty (for a
+// hint at start; other backends are managed elsewhere).
+func noUsersYet(ctx context.Context, e *env) bool {
+	m, ok := e.users.(userdb.Manager)
+	if !ok || e.cfg.UserDB.Kind() != config.UserDBSQLite {
+		return false
+	}
+	list, err := m.ListUsers(ctx)
+	return err == nil && len(list) == 0
 }

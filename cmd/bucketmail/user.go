@@ -67,10 +67,14 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	defer e.Close()
+	m, err := e.manager()
+	if err != nil {
+		return err
+	}
 
 	switch sub {
 	case "add":
-		if err := e.users.AddUser(ctx, address, password); err != nil {
+		if err := m.AddUser(ctx, address, password); err != nil {
 			if errors.Is(err, userdb.ErrExists) {
 				return fmt.Errorf("user %s already exists", address)
 			}
@@ -87,7 +91,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		fmt.Fprintf(stdout, "added %s\n", address)
 	case "passwd":
-		if err := e.users.SetPassword(ctx, address, password); err != nil {
+		if err := m.SetPassword(ctx, address, password); err != nil {
 			if errors.Is(err, userdb.ErrNotFound) {
 				return fmt.Errorf("no user %s", address)
 			}
@@ -104,7 +108,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		// The user goes first, so no delivery or login starts while the
 		// mail is removed.
-		if err := e.users.DeleteUser(ctx, address); err != nil {
+		if err := m.DeleteUser(ctx, address); err != nil {
 			return err
 		}
 		if err := e.store.DeleteAccount(ctx, u.Account); err != nil {
@@ -112,7 +116,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		fmt.Fprintf(stdout, "deleted %s and its mail\n", address)
 	case "list":
-		list, err := e.users.ListUsers(ctx)
+		list, err := m.ListUsers(ctx)
 		if err != nil {
 			return err
 		}

@@ -114,6 +114,9 @@ type Server struct {
 	DataDir  string
 	IMAPAddr string // 127.0.0.1:port, plain IMAP
 	LMTPAddr string // 127.0.0.1:port
+	// Args are extra flags for serve and for Run/RunErr (e.g.
+	// "--userdb", "postgres://..."); see StartArgs.
+	Args []string
 
 	logPath string
 	cwd     string // LaunchDefaults: working directory, no flags
@@ -144,14 +147,37 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartArgs is Start with extra flags (Server.Args) for serve and for
+// every Run/RunErr, e.g. StartArgs(t, "--userdb", "passwd-file:/path").
+func StartArgs(t testing.TB, args ...string) *Server {
+	t.Helper()
+	s, err := LaunchArgs(Binary(t), t.TempDir(), args...)
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	t.Cleanup(func() {
+		if s.Running() {
+			s.Stop(t)
+		}
+		if t.Failed() {
+			t.Logf("bucketmail serve log (%s):\n%s", s.logPath, tail(s.Log(), 3000))
+		}
+	})
+	return s
+}
+
 // Launch starts `bucketmail serve` with its data in dir/data and its
 // output in dir/serve.log, on free loopback ports, and waits until both
 // listeners answer. The caller stops it (Stop or Shutdown).
-func Launch(bin, dir string) (*Server, error) {
+func Launch(bin, dir string) (*Server, error) { return LaunchArgs(bin, dir) }
+
+// LaunchArgs is Launch with extra flags (Server.Args).
+func LaunchArgs(bin, dir string, args ...string) (*Server, error) {
 	s := &Server{
 		Bin:     bin,
 		DataDir: filepath.Join(dir, "data"),
 		logPath: filepath.Join(dir, "serve.log"),
+		Args:    args,
 	}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -200,8 +226,8 @@ func (s *Server) start() error {
 	s.starts++
 	fmt.Fprintf(f, "=== e2e: start %d: serve --data-dir %s --imap-listen %s --lmtp-listen %s\n",
 		s.starts, s.DataDir, s.IMAPAddr, s.LMTPAddr)
-	cmd := exec.Command(s.Bin, "serve", "--data-dir", s.DataDir,
-		"--imap-listen", s.IMAPAddr, "--lmtp-listen", s.LMTPAddr)
+	cmd := exec.Command(s.Bin, append([]string{"serve", "--data-dir", s.DataDir,
+		"--imap-listen", s.IMAPAddr, "--lmtp-listen", s.LMTPAddr}, s.Args...)...)
 	if s.cwd != "" {
 		cmd = exec.Command(s.Bin, "serve")
 		cmd.Dir = s.cwd
@@ -337,7 +363,7 @@ func (s *Server) Run(t testing.TB, stdin string, args ...string) string {
 // RunErr is Run returning the error (an *exec.ExitError for a non-zero
 // exit) and standard error instead of failing.
 func (s *Server) RunErr(stdin string, args ...string) (stdout, stderr string, err error) {
-	args = append(append([]string{}, args...), "--data-dir", s.DataDir)
+	args = append(append(append([]string{}, args...), "--data-dir", s.DataDir), s.Args...)
 	cmd := exec.Command(s.Bin, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
