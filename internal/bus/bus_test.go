@@ -1,0 +1,155 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMarshal(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   Event
+		want string
+		err  error
+	}{
+		{"new", Event{Kind: KindNewMail, Account: "alice@example.org", Mailbox: "01J0", ModSeq: 42, Origin: "n1", Boot: 9, Seq: 7},
+			`{"v":1,"k":"new","a":"alice@example.org","m":"01J0","ms":42,"o":"n1","b":9,"s":7}`, nil},
+		{"flags", Event{Kind: KindFlags, Account: "a", Mailbox: "m", ModSeq: 1}, `{"v":1,"k":"flags","a":"a","m":"m","ms":1}`, nil},
+		{"expunge", Event{Kind: KindExpunge, Account: "a", Mailbox: "m", ModSeq: 2}, `{"v":1,"k":"expunge","a":"a","m":"m","ms":2}`, nil},
+		{"mailboxes", Event{Kind: KindMailboxList, Account: "a"}, `{"v":1,"k":"mailboxes","a":"a"}`, nil},
+		{"updating", Event{Kind: KindAccountUpdating, Account: "a"}, `{"v":1,"k":"updating","a":"a"}`, nil},
+		{"updated", Event{Kind: KindAccountUpdated, Account: "a"}, `{"v":1,"k":"updated","a":"a"}`, nil},
+		{"zero kind", Event{Account: "a"}, "", ErrInvalid},
+		{"bad kind", Event{Kind: 7, Account: "a"}, "", ErrInvalid},
+		{"no account", Event{Kind: KindFlags}, "", ErrInvalid},
+		{"names too long", Event{Kind: KindFlags, Account: "a", Mailbox: strings.Repeat("m", MaxNames)}, "", ErrInvalid},
+		{"escapes too long", Event{Kind: KindFlags, Account: "a", Mailbox: strings.Repeat("\x01", 2000)}, "", ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := Marshal(tc.ev)
+			if !errors.Is(err, tc.err) || string(b) != tc.want {
+				t.Fatalf("Marshal = %s, %v; want %s, %v", b, err, tc.want, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			got, err := Unmarshal(b)
+			if err != nil || got != tc.ev {
+				t.Fatalf("Unmarshal = %+v, %v; want %+v", got, err, tc.ev)
+			}
+		})
+	}
+}
+
+func TestUnmarshalErrors(t *testing.T) {
+	tests := []struct {
+		in  string
+		err error
+	}{
+		{`{"v":2,"k":"new","a":"a"}`, ErrVersion},
+		{`{"k":"new","a":"a"}`, ErrVersion},
+		{`{"v":1,"k":"nope","a":"a"}`, ErrInvalid},
+		{`{"v":1,"k":"new"}`, ErrInvalid},
+		{`{"v":1,`, ErrInvalid},
+		{``, ErrInvalid},
+	}
+	for _, tc := range tests {
+		if _, err := Unmarshal([]byte(tc.in)); !errors.Is(err, tc.err) {
+			t.Errorf("Unmarshal(%s) err = %v, want %v", tc.in, err, tc.err)
+		}
+	}
+}
+
+// drain returns the ModSeqs (or -1 for ErrResync) available now.
+func drain(t *testing.T, s *Subscription) []int {
+	t.Helper()
+	var got []int
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		ev, err := s.Next(ctx)
+		cancel()
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return got
+		case errors.Is(err, ErrResync):
+			got = append(got, -1)
+		case err != nil:
+			t.Fatal(err)
+		default:
+			got = append(got, int(ev.ModSeq))
+		}
+	}
+}
+
+func TestHubGaps(t *testing.T) {
+	ev := func(origin string, boot, seq uint64) Event {
+		return Event{Kind: KindNewMail, Account: "a", Origin: origin, Boot: boot, Seq: seq, ModSeq: seq*100 + boot}
+	}
+	tests := []struct {
+		name string
+		in   []Event
+		want []int // ModSeq delivered, -1 for a resync
+	}{
+		{"in order", []Event{ev("x", 1, 1), ev("x", 1, 2), ev("x", 1, 3)}, []int{101, 201, 301}},
+		{"late join", []Event{ev("x", 1, 5), ev("x", 1, 6)}, []int{501, 601}},
+		{"gap", []Event{ev("x", 1, 1), ev("x", 1, 2), ev("x", 1, 4)}, []int{-1, 401}},
+		{"duplicate and old dropped", []Event{ev("x", 1, 1), ev("x", 1, 2), ev("x", 1, 2), ev("x", 1, 1), ev("x", 1, 3)}, []int{101, 201, 301}},
+		{"origins apart", []Event{ev("x", 1, 1), ev("y", 1, 7), ev("x", 1, 2), ev("y", 1, 8)}, []int{101, 701, 201, 801}},
+		{"restart from 1", []Event{ev("x", 1, 1), ev("x", 1, 2), ev("x", 2, 1)}, []int{101, 201, 102}},
+		{"restart, first missed", []Event{ev("x", 1, 1), ev("x", 2, 2)}, []int{-1, 202}},
+		{"unsequenced", []Event{ev("x", 1, 1), {Kind: KindFlags, Account: "a", ModSeq: 9}, ev("x", 1, 2)}, []int{101, 9, 201}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHub(nil)
+			s, err := h.Subscribe("", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range tc.in {
+				h.Deliver(e)
+			}
+			if got := drain(t, s); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHubOverflow(t *testing.T) {
+	h := NewHub(nil)
+	s, _ := h.Subscribe("a", 3)
+	for i := 1; i <= 5; i++ {
+		h.Deliver(Event{Kind: KindNewMail, Account: "a", ModSeq: uint64(i)})
+		h.Deliver(Event{Kind: KindNewMail, Account: "b", ModSeq: uint64(i)}) // filtered: no effect on the queue
+	}
+	// 1,2,3 queued; 4 overflows (all 4 dropped, resync); 5 queued.
+	if got, want := drain(t, s), []int{-1, 5}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got := s.Dropped(); got != 4 {
+		t.Fatalf("Dropped = %d, want 4", got)
+	}
+	h.ResyncAll()
+	h.Deliver(Event{Kind: KindFlags, Account: "a", ModSeq: 6})
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("Ready not signalled")
+	}
+	if got, want := drain(t, s), []int{-1, 6}; !slices.Equal(got, want) {
+		t.Fatalf("after ResyncAll: got %v, want %v", got, want)
+	}
+	h.Close()
+	if _, err := s.Next(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Next after hub Close = %v, want ErrClosed", err)
+	}
+	if _, err := h.Subscribe("", 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Subscribe after hub Close = %v, want ErrClosed", err)
+	}
+}

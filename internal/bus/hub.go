@@ -1,0 +1,253 @@
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"log/slog"
+	"sync"
+)
+
+// DefaultQueue is the per-subscription queue bound when Subscribe gets 0.
+const DefaultQueue = 1024
+
+// Hub is the receiving half shared by the implementations: it fans events
+// out to subscriptions by account, detects per-origin gaps and signals
+// resync. Deliver never blocks on a subscriber. The zero Hub is not
+// usable; use NewHub.
+type Hub struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	closed  bool
+	subs    map[*Subscription]struct{}
+	origins map[string]originState // by Origin
+}
+
+type originState struct{ boot, seq uint64 }
+
+// NewHub returns an empty hub logging to log (nil: discard).
+func NewHub(log *slog.Logger) *Hub {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{log: log, subs: map[*Subscription]struct{}{}, origins: map[string]originState{}}
+}
+
+// Subscribe adds a subscription; see Subscriber. Errors: ErrClosed.
+func (h *Hub) Subscribe(account string, queue int) (*Subscription, error) {
+	if queue <= 0 {
+		queue = DefaultQueue
+	}
+	s := &Subscription{hub: h, account: account, max: queue, ready: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	h.subs[s] = struct{}{}
+	return s, nil
+}
+
+// Deliver hands a received event to the matching subscriptions. An event
+// whose Seq jumps ahead of the last one seen from the same Origin and Boot
+// makes every subscription resync first (the lost event's account is
+// unknown); a repeated or older Seq is dropped. Seq 0 is not checked.
+func (h *Hub) Deliver(ev Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	if ev.Seq != 0 {
+		st, seen := h.origins[ev.Origin]
+		switch {
+		case !seen:
+			// First event from this origin since we started: anything
+			// before is covered by the subscriber's initial store read.
+		case st.boot != ev.Boot:
+			if ev.Seq != 1 {
+				h.log.Warn("bus: gap: origin restarted, first events missed", "origin", ev.Origin, "seq", ev.Seq)
+				h.resyncLocked()
+			}
+		case ev.Seq <= st.seq:
+			h.log.Debug("bus: duplicate event dropped", "origin", ev.Origin, "seq", ev.Seq, "last", st.seq)
+			return
+		case ev.Seq != st.seq+1:
+			h.log.Warn("bus: gap", "origin", ev.Origin, "missed", ev.Seq-st.seq-1)
+			h.resyncLocked()
+		}
+		h.origins[ev.Origin] = originState{boot: ev.Boot, seq: ev.Seq}
+	}
+	for s := range h.subs {
+		if s.account == "" || s.account == ev.Account {
+			s.push(ev)
+		}
+	}
+}
+
+// ResyncAll makes every subscription's next Next return ErrResync
+// (transport reconnected, undecodable event, transport-side overflow).
+func (h *Hub) ResyncAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resyncLocked()
+}
+
+func (h *Hub) resyncLocked() {
+	for s := range h.subs {
+		s.setResync()
+	}
+}
+
+// Close closes every subscription; later Subscribe calls fail with
+// ErrClosed and Deliver does nothing. Idempotent.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	subs := h.subs
+	h.subs = map[*Subscription]struct{}{}
+	h.closed = true
+	h.mu.Unlock()
+	for s := range subs {
+		s.markClosed()
+	}
+}
+
+func (h *Hub) remove(s *Subscription) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+// Subscription is one subscriber's bounded queue of events. It is safe
+// for one reader and any number of Close callers.
+type Subscription struct {
+	hub     *Hub
+	account string
+	max     int
+	ready   chan struct{} // capacity 1: "something changed"
+
+	mu      sync.Mutex
+	q       []Event
+	resync  bool
+	closed  bool
+	dropped uint64
+}
+
+// Account returns the subscribed account ("" for all).
+func (s *Subscription) Account() string { return s.account }
+
+// Next returns the next event, or ErrResync when events may have been
+// missed since the last call (the queue is then empty: re-read the store,
+// then keep calling Next), or ErrClosed, or ctx's error. It blocks until
+// one of those.
+func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	for {
+		s.mu.Lock()
+		switch {
+		case s.closed:
+			s.mu.Unlock()
+			return Event{}, ErrClosed
+		case s.resync:
+			s.resync = false
+			s.mu.Unlock()
+			return Event{}, ErrResync
+		case len(s.q) > 0:
+			ev := s.q[0]
+			s.q[0] = Event{}
+			s.q = s.q[1:]
+			s.mu.Unlock()
+			return ev, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
+	}
+}
+
+// Ready receives a value when Next may have something to return (for a
+// select loop, e.g. IMAP IDLE); it may be spurious.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Dropped returns how many events were dropped by queue overflow.
+func (s *Subscription) Dropped() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
+}
+
+// Close ends the subscription: Next returns ErrClosed. Idempotent.
+func (s *Subscription) Close() error {
+	s.hub.remove(s)
+	s.markClosed()
+	return nil
+}
+
+func (s *Subscription) push(ev Event) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.q) >= s.max {
+		// Overflow: a resync re-reads everything queued, so drop it all.
+		s.dropped += uint64(len(s.q)) + 1
+		clear(s.q)
+		s.q = s.q[:0]
+		s.resync = true
+	} else {
+		s.q = append(s.q, ev)
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Subscription) setResync() {
+	s.mu.Lock()
+	s.resync = true
+	s.q = s.q[:0]
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Subscription) markClosed() {
+	s.mu.Lock()
+	s.closed = true
+	s.q = nil
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Subscription) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Stamper numbers a publisher's events: Origin, a random Boot per Stamper
+// and Seq from 1. Callers serialise Stamp with sending so that Seq order
+// is wire order.
+type Stamper struct {
+	origin string
+	boot   uint64
+	seq    uint64
+}
+
+// NewStamper returns a Stamper for node name origin.
+func NewStamper(origin string) *Stamper {
+	var b [8]byte
+	rand.Read(b[:])
+	boot := binary.BigEndian.Uint64(b[:]) | 1
+	return &Stamper{origin: origin, boot: boot}
+}
+
+// Stamp fills ev's Origin, Boot and next Seq.
+func (st *Stamper) Stamp(ev Event) Event {
+	st.seq++
+	ev.Origin, ev.Boot, ev.Seq = st.origin, st.boot, st.seq
+	return ev
+}
