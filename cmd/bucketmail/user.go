@@ -10,8 +10,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/bucketmail/bucketmail/internal/config"
 	"github.com/bucketmail/bucketmail/internal/userdb"
+	"github.com/bucketmail/bucketmail/internal/userdb/dynamodb"
 )
 
 func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -74,7 +77,16 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 	switch sub {
 	case "add":
-		if err := m.AddUser(ctx, address, password); err != nil {
+		err := m.AddUser(ctx, address, password)
+		if d, ok := e.users.(*dynamodb.DB); ok && isMissingTable(err) {
+			// The first user of a new DynamoDB table: create it.
+			if err := d.CreateTable(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "created DynamoDB table %s\n", d.Table())
+			err = m.AddUser(ctx, address, password)
+		}
+		if err != nil {
 			if errors.Is(err, userdb.ErrExists) {
 				return fmt.Errorf("user %s already exists", address)
 			}
@@ -129,6 +141,13 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 	}
 	return nil
+}
+
+// isMissingTable reports whether err says the DynamoDB table does not
+// exist.
+func isMissingTable(err error) bool {
+	var nf *types.ResourceNotFoundException
+	return errors.As(err, &nf)
 }
 
 // readPassword reads the new password: the first line of stdin with

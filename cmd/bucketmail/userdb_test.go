@@ -14,9 +14,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/bucketmail/bucketmail/internal/testutil/dynalite"
 	"github.com/bucketmail/bucketmail/internal/testutil/e2e"
 	"github.com/bucketmail/bucketmail/internal/testutil/mysql"
 	"github.com/bucketmail/bucketmail/internal/testutil/pg"
+	redissrv "github.com/bucketmail/bucketmail/internal/testutil/redis"
 )
 
 // End-to-end tests of the user database backends through the real
@@ -375,5 +377,42 @@ func runAtExit() {
 	defer atExitMu.Unlock()
 	for i := len(atExitFn) - 1; i >= 0; i-- {
 		atExitFn[i]()
+	}
+}
+
+// TestUserDBKeyValue: Redis and DynamoDB (dynalite) through the binary:
+// user add (creating the DynamoDB table), list, LMTP in, IMAP login, and
+// NO [UNAVAILABLE] / 451 4.3.0 once the server is stopped.
+func TestUserDBKeyValue(t *testing.T) {
+	kinds := []struct {
+		name  string
+		start func(t *testing.T) (url string, stop func())
+	}{
+		{"redis", func(t *testing.T) (string, func()) {
+			r := redissrv.Start(t)
+			return r.URL, r.Stop
+		}},
+		{"dynamodb", func(t *testing.T) (string, func()) {
+			d := dynalite.Start(t)
+			d.Setenv(t)
+			return "dynamodb://bucketmail-e2e", d.Stop
+		}},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			url, stop := k.start(t)
+			s := launch(t, "--userdb", url)
+			s.AddUser(t, "Erin@Example.org", "erin pw")
+			s.AddUser(t, "frank@example.org", "frank pw")
+			if got := s.Run(t, "", "user", "list"); got != "erin@example.org\nfrank@example.org\n" {
+				t.Fatalf("user list = %q", got)
+			}
+			deliverAndRead(t, s, "erin+tag@example.org", "ERIN@example.org", "erin pw")
+			loginFails(t, s, "frank@example.org", "erin pw", "NO [AUTHENTICATIONFAILED]")
+			rcptFails(t, s, "nobody@example.org", 550, smtp.EnhancedCode{5, 1, 1})
+			stop()
+			loginFails(t, s, "erin@example.org", "erin pw", "NO [UNAVAILABLE]")
+			rcptFails(t, s, "erin@example.org", 451, smtp.EnhancedCode{4, 3, 0})
+		})
 	}
 }
