@@ -220,7 +220,14 @@ func startBucketmailFS(ctx context.Context, env *runEnv) (Target, error) {
 // index), then every user's hash set to env.Hash through the embedded
 // user database, so both servers verify the same scheme at LOGIN.
 func provisionBucketmail(ctx context.Context, env *runEnv, bin, data string) error {
-	cmd := exec.CommandContext(ctx, bin, "user", "add", env.Users[0], "--password-stdin", "--data-dir", data)
+	return provisionBucketmailWith(ctx, env, bin, data, []string{"--data-dir", data}, nil)
+}
+
+// provisionBucketmailWith is provisionBucketmail with the subcommand's
+// flags and environment (S3 mode: the bucket flags and credentials).
+func provisionBucketmailWith(ctx context.Context, env *runEnv, bin, data string, flags, environ []string) error {
+	cmd := exec.CommandContext(ctx, bin, append([]string{"user", "add", env.Users[0], "--password-stdin"}, flags...)...)
+	cmd.Env = environ
 	cmd.Stdin = strings.NewReader(env.Password + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("bucketmail user add: %v\n%s", err, out)
@@ -283,13 +290,4 @@ func (b *bucketmail) stopProcess() error {
 		<-b.done
 		return fmt.Errorf("bucketmail serve: still running 60 s after SIGTERM; killed")
 	}
-}
-
-// startBucketmailS3 starts bucketmail with the S3 blob store against a
-// local versitygw. `bucketmail serve` has no S3 mode yet (internal/blob/s3
-// exists, the wiring does not): once it has, start versitygw here (see
-// internal/testutil/s3gw), point serve at it, and implement S3Counter
-// from bucketmail's request counters.
-func startBucketmailS3(ctx context.Context, env *runEnv) (Target, error) {
-	return nil, fmt.Errorf("bucketmail serve has no S3 mode: %w", errNotBuilt)
 }

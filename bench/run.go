@@ -92,9 +92,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			t, err := srv.Start(ctx, env)
 			if err != nil {
 				reason := "n/a (failed to start)"
-				if errors.Is(err, errNotBuilt) {
+				switch {
+				case errors.Is(err, errNoVersitygw):
+					reason = "n/a (versitygw not installed)"
+				case errors.Is(err, errNotBuilt):
 					reason = "n/a (not built yet)"
-				} else {
+				default:
 					rep.Notes = append(rep.Notes, fmt.Sprintf("%s did not start: %v", srv.Title, firstLine(err)))
 				}
 				o.Log.Warn("server: not started", "server", srv.Name, "err", err)
@@ -151,7 +154,32 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 		return startCPUProfile(ctx, prof.PprofAddr(), filepath.Join(o.ProfileDir, name+"."+phase+".cpu.pprof"), seconds)
 	}
 
+	s3, _ := t.(S3Counter)
+	requests := func() map[string]int64 {
+		if s3 == nil {
+			return nil
+		}
+		m, err := s3.S3Requests(ctx)
+		if err != nil {
+			log.Warn("S3 request counts", "err", err)
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: S3 request counts failed: %v", srv.Title, firstLine(err)))
+			return nil
+		}
+		return m
+	}
+	perUnit := func(key string, before, after map[string]int64, method string, n int) {
+		if s3 == nil {
+			return
+		}
+		if before == nil || after == nil || n == 0 {
+			rep.set(key, name, cell{NA: "n/a (no counts)"})
+			return
+		}
+		rep.set(key, name, cell{V: float64(after[method]-before[method]) / float64(n), Prec: 2})
+	}
+
 	if o.runs("lmtp") {
+		putsBefore := requests()
 		log.Info("lmtp: 1 sender", "messages", sz.LMTP1Messages)
 		r1, err := runLMTP(ctx, t.LMTPAddr(), 1, 0, sz.LMTP1Messages, corpus, rcpt, sz.LMTPMaxTime)
 		if err != nil {
@@ -181,6 +209,7 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 		rep.set("lmtp8.rate", name, cell{V: r8.PerSec(), Prec: 1})
 		rep.set("lmtp8.p99", name, cell{V: r8.Lat.p99("deliver"), Prec: 1})
 		noteErrors(rep, srv, "LMTP 8 senders", r8.Errors, r8.Delivered, r8.FirstErr)
+		perUnit("s3.put_per_msg", putsBefore, requests(), "PUT", r1.Delivered+r8.Delivered)
 	} else {
 		skipped(rep, name, "lmtp")
 	}
@@ -192,11 +221,27 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 			return err
 		}
 		noteErrors(rep, srv, "filling the large mailbox", fill.Errors, fill.Delivered, fill.FirstErr)
+		if s3 != nil {
+			// One unmeasured pass on an empty read cache (GETs per
+			// message, cold); the measured passes then count the warm
+			// GETs.
+			if err := s3.DropCache(ctx); err != nil {
+				return err
+			}
+			before := requests()
+			cold, err := runDownload(ctx, t, env, 1)
+			if err != nil {
+				return err
+			}
+			perUnit("s3.get_fetch_cold", before, requests(), "GET", int(cold.Messages))
+		}
+		warmBefore := requests()
 		dl, err := runDownload(ctx, t, env, sz.Downloads)
 		if err != nil {
 			return err
 		}
 		rep.set("download.rate", name, cell{V: median(dl.MBps), Prec: 1})
+		perUnit("s3.get_fetch_warm", warmBefore, requests(), "GET", int(dl.Messages)*len(dl.MBps))
 		if prof != nil && o.ProfileDir != "" {
 			// Extra passes under the profiler (not measured).
 			stop := profile("download", 4)
@@ -253,16 +298,42 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 	// S3 and reindex rows: only a server with those abilities fills them
 	// (S3Counter: PUTs per delivered message from the counters around the
 	// LMTP phases, GETs per FETCH around a cold and a warm download;
-	// Reindexer: the reindex of a 10,000-message account). None has them
-	// yet.
-	if _, ok := t.(S3Counter); !ok {
+	// Reindexer: the reindex of a ReindexMessages-message account, in the
+	// first round only).
+	if s3 == nil {
 		for _, k := range []string{"s3.put_per_msg", "s3.get_fetch_cold", "s3.get_fetch_warm"} {
 			rep.set(k, name, cell{NA: "n/a (no S3 mode)"})
 		}
 	}
-	if _, ok := t.(Reindexer); !ok {
+	ri, ok := t.(Reindexer)
+	switch {
+	case !ok:
 		for _, k := range []string{"reindex.seconds", "reindex.requests"} {
-			rep.set(k, name, cell{NA: "n/a (not built yet)"})
+			rep.set(k, name, cell{NA: "n/a (no bucket)"})
+		}
+	case round == 1 && o.runs("reindex"):
+		user := users[0]
+		log.Info("reindex: filling the account", "user", user, "messages", sz.ReindexMessages)
+		fill, err := runLMTP(ctx, t.LMTPAddr(), 8, 0, sz.ReindexMessages, corpus, func(int) string { return user }, 10*time.Minute)
+		if err != nil {
+			return err
+		}
+		noteErrors(rep, srv, "filling the reindex account", fill.Errors, fill.Delivered, fill.FirstErr)
+		d, reqs, err := ri.Reindex(ctx, user)
+		if err != nil {
+			return err
+		}
+		var total int64
+		for _, n := range reqs {
+			total += n
+		}
+		rep.set("reindex.seconds", name, cell{V: d.Seconds(), Prec: 1})
+		rep.set("reindex.requests", name, cell{V: float64(total), Prec: 0})
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s reindex of %s (%d delivered for it plus its share of the other loads): %v, requests %v", srv.Title, user, fill.Delivered, d.Round(time.Millisecond), reqs))
+		log.Info("reindex", "seconds", d.Seconds(), "requests", reqs)
+	default:
+		for _, k := range []string{"reindex.seconds", "reindex.requests"} {
+			rep.set(k, name, cell{NA: "n/a (not run)"})
 		}
 	}
 	return nil

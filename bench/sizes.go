@@ -22,6 +22,8 @@ type Sizes struct {
 	MixedCycles   int           // sync cycles per login before LOGOUT and a new login
 
 	IdleConns int // logged-in connections held in IDLE for the memory measurement
+
+	ReindexMessages int // messages delivered to one account before its reindex (S3 mode)
 }
 
 // FullSizes is the default run (three rounds over three servers: about
@@ -38,6 +40,8 @@ var FullSizes = Sizes{
 	MixedDuration: 30 * time.Second,
 	MixedCycles:   10,
 	IdleConns:     2000,
+
+	ReindexMessages: 10000,
 }
 
 // SmokeSizes is the CI run: every workload runs, nothing is measured.
@@ -53,4 +57,6 @@ var SmokeSizes = Sizes{
 	MixedDuration: 2 * time.Second,
 	MixedCycles:   3,
 	IdleConns:     20,
+
+	ReindexMessages: 40,
 }

@@ -42,14 +42,17 @@ type Profiler interface {
 	PprofAddr() string
 }
 
-// S3Counter is a Target that reports its blob store's requests (the
-// bucketmail S3 mode, once it exists): request method to count.
+// S3Counter is a Target that reports its blob store's requests
+// (bucketmail's S3 mode, counted from versitygw's request log): request
+// method to count since start. DropCache empties its read cache (a
+// restart of the server).
 type S3Counter interface {
 	S3Requests(ctx context.Context) (map[string]int64, error)
+	DropCache(ctx context.Context) error
 }
 
 // Reindexer is a Target that can rebuild an account's index from the
-// bucket (once it exists).
+// bucket: the time it took and its requests by method.
 type Reindexer interface {
 	Reindex(ctx context.Context, user string) (time.Duration, map[string]int64, error)
 }
