@@ -231,23 +231,30 @@ func (a *Account) OpenBody(ctx context.Context, m *Message, offset, length int64
 	return a.openBody(ctx, m, offset, length)
 }
 
-// Incoming is a message spooled to local disk and parsed, ready to be
-// stored in one or more mailboxes (one blob per Append call). Close
-// removes the spool file.
+// Incoming is a message spooled (in memory up to MemSpoolMax, else to
+// local disk) and parsed, ready to be stored in one or more mailboxes (one
+// blob per Append call). Close releases the bytes and removes the spool
+// file, if any.
 type Incoming struct {
 	Parsed *mime.Message
 	Size   int64
 	SHA256 [32]byte
-	// spool file fields are private to the package.
-	path string
-	f    *os.File
-	idx  *indexData
+	// The spooled bytes (private to the package): in memory (mem) up to
+	// MemSpoolMax, else in the spool file f at path. spooled is false
+	// once closed.
+	spooled bool
+	mem     []byte
+	path    string
+	f       *os.File
+	idx     *indexData
 }
 
-// Close removes the spool file. Safe to call twice.
+// Close releases the spooled bytes (removes the spool file). Safe to call
+// twice.
 func (in *Incoming) Close() error { return in.close() }
 
-// Spool streams r to a temporary file under the store's spool dir,
+// Spool streams r into memory, or above MemSpoolMax bytes to a temporary
+// file under the store's spool dir,
 // computing SHA-256 and parsing the MIME structure, and returns it ready
 // for Append. With crlf, lines ending in a bare LF are stored with CRLF
 // (LMTP, import); without, bytes are kept exactly (IMAP APPEND). maxSize

@@ -80,7 +80,7 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 	fail := func(err error) (AppendResult, error) {
 		return AppendResult{}, fmt.Errorf("mailstore: append %q: %w", name, err)
 	}
-	if in == nil || in.f == nil || in.idx == nil {
+	if in == nil || !in.spooled || in.idx == nil {
 		return fail(errors.New("incoming message closed or not spooled"))
 	}
 	bits, kws, err := parseFlags(flags)
@@ -97,26 +97,41 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 		return fail(err)
 	}
 
-	// 1. Reserve a UID (committed), in chain order.
+	// 1. Reserve a UID (committed), in chain order. The sequencer lock
+	// is let go as soon as the reservation and its ticket are in the
+	// (group) transaction, so that the next Append of this mailbox can
+	// reserve in the same commit (commit.go); ticket order is still the
+	// order of the UPDATEs, which is UID order.
 	q := s.seqFor(mb.ID)
 	if err := q.lock(ctx); err != nil {
 		return fail(err)
 	}
 	var uid uint32
+	var t *ticket
+	unlocked := false
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `UPDATE mailboxes SET uidnext = uidnext + 1
 			WHERE id = ? AND account_id = ? RETURNING uidnext - 1, uidvalidity`, mb.ID, a.id).Scan(&uid, &mb.UIDValidity)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNoMailbox
 		}
-		return err
-	})
-	if err != nil {
+		if err != nil {
+			return err
+		}
+		t = q.next()
+		unlocked = true
 		q.unlock()
+		return nil
+	})
+	if !unlocked {
+		q.unlock()
+	}
+	if err != nil {
+		if t != nil {
+			t.release()
+		}
 		return fail(err)
 	}
-	t := q.next()
-	q.unlock()
 	defer t.release()
 
 	// 2. Put the object.
@@ -131,6 +146,10 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 	err = t.wait(ctx)
 	if err == nil {
 		err = s.writeTx(ctx, func(tx *sql.Tx) error {
+			// The next Append of this mailbox may run as soon as this
+			// row is in the transaction: it then commits in this
+			// transaction or a later one, never before (commit.go).
+			defer t.release()
 			var err error
 			res.UID, res.ModSeq, err = a.insertMessage(ctx, tx, mb.ID, uid, key, in, bits, kws, internalDate)
 			return err

@@ -248,9 +248,22 @@ func TestSpool(t *testing.T) {
 			}
 		})
 	}
-	// Close removes the spool file; twice is fine.
-	in := e.spool("x\r\n")
+	// A small message stays in memory; one above MemSpoolMax spills to a
+	// file with the same bytes, which Close removes; twice is fine.
+	small := e.spool("x\r\n")
+	if small.f != nil || small.path != "" || string(small.mem) != "x\r\n" {
+		t.Errorf("small message: file %q, mem %q; want in memory", small.path, small.mem)
+	}
+	small.Close()
+	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcd\r\n", MemSpoolMax/16+1)
+	in := e.spool(big)
 	path := in.path
+	if in.f == nil || in.mem != nil {
+		t.Fatalf("%d-byte message not spilled to a file", len(big))
+	}
+	if got, _ := io.ReadAll(in.reader()); string(got) != big || in.Size != int64(len(big)) || in.SHA256 != sha256.Sum256([]byte(big)) {
+		t.Errorf("spilled message: read %d bytes, size %d; want %d, and the same SHA-256", len(got), in.Size, len(big))
+	}
 	if err := in.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,11 @@ import "context"
 // and UIDVALIDITY in its metadata (DESIGN §3), so the UID must be known
 // before the Put. Append therefore:
 //
-//  1. reserves a UID: a short committed transaction takes UIDNEXT and
-//     bumps it (a crash later only wastes the UID, which IMAP allows:
-//     UIDs must be strictly ascending, not dense);
+//  1. reserves a UID: a committed write takes UIDNEXT and bumps it (a
+//     crash later only wastes the UID, which IMAP allows: UIDs must be
+//     strictly ascending, not dense). It goes through the group commit
+//     (commit.go), so the reservations of concurrent Appends, to this
+//     mailbox or others, share one commit and one fsync;
 //  2. Puts the object with that UID in its metadata (in parallel with
 //     other Appends);
 //  3. inserts the index row with that UID and a new MODSEQ.

@@ -29,19 +29,22 @@ type indexData struct {
 	rawDate                       string
 }
 
+// MemSpoolMax is the largest message Spool keeps in memory; a larger one
+// spills to a file in the spool dir. Creating, writing and removing a
+// temporary file costs far more CPU than a typical message's bytes, and a
+// delivery is only answered after the blob store has the bytes durably,
+// so the spool itself never needs to be on disk.
+const MemSpoolMax = 1 << 20
+
 func (s *Store) spool(ctx context.Context, r io.Reader, crlf bool, maxSize int64) (in *Incoming, err error) {
-	f, err := os.CreateTemp(s.opts.SpoolDir, "in-*")
-	if err != nil {
-		return nil, fmt.Errorf("mailstore: spool: %w", err)
-	}
+	sw := &spoolWriter{dir: s.opts.SpoolDir}
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			sw.discard()
 		}
 	}()
 	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10)
+	bw := bufio.NewWriterSize(io.MultiWriter(sw, h), 64<<10)
 	lw := &limitWriter{w: bw, max: maxSize}
 	var w io.Writer = lw
 	var cw *crlfWriter
@@ -63,7 +66,12 @@ func (s *Store) spool(ctx context.Context, r io.Reader, crlf bool, maxSize int64
 		return nil, fmt.Errorf("mailstore: spool: %w", err)
 	}
 	size := lw.n
-	in = &Incoming{Size: size, path: f.Name(), f: f}
+	in = &Incoming{Size: size, spooled: true}
+	if sw.f != nil {
+		in.path, in.f = sw.f.Name(), sw.f
+	} else {
+		in.mem = sw.buf.Bytes()
+	}
 	copy(in.SHA256[:], h.Sum(nil))
 
 	if err := parseIncoming(in); err != nil {
@@ -71,6 +79,40 @@ func (s *Store) spool(ctx context.Context, r io.Reader, crlf bool, maxSize int64
 		return nil, fmt.Errorf("mailstore: spool: %w", err)
 	}
 	return in, nil
+}
+
+// spoolWriter keeps up to MemSpoolMax bytes in memory, then moves them to
+// a temporary file in dir and writes the rest there.
+type spoolWriter struct {
+	dir string
+	buf bytes.Buffer
+	f   *os.File
+}
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	if w.f == nil && w.buf.Len()+len(p) <= MemSpoolMax {
+		return w.buf.Write(p)
+	}
+	if w.f == nil {
+		f, err := os.CreateTemp(w.dir, "in-*")
+		if err != nil {
+			return 0, err
+		}
+		w.f = f
+		if _, err := f.Write(w.buf.Bytes()); err != nil {
+			return 0, err
+		}
+		w.buf = bytes.Buffer{}
+	}
+	return w.f.Write(p)
+}
+
+// discard removes the spill file, if any.
+func (w *spoolWriter) discard() {
+	if w.f != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+	}
 }
 
 // parseIncoming parses the spooled message and computes its index data.
@@ -131,7 +173,12 @@ func buildIndexData(p *mime.Message) *indexData {
 }
 
 func (in *Incoming) close() error {
-	if in == nil || in.f == nil {
+	if in == nil || !in.spooled {
+		return nil
+	}
+	in.spooled = false
+	in.mem = nil
+	if in.f == nil {
 		return nil
 	}
 	err := in.f.Close()
@@ -142,9 +189,15 @@ func (in *Incoming) close() error {
 	return err
 }
 
-// reader returns a fresh reader of the spooled bytes (safe for
-// concurrent use: each reader reads with ReadAt).
-func (in *Incoming) reader() io.Reader { return io.NewSectionReader(in.f, 0, in.Size) }
+// reader returns a fresh seekable reader of the spooled bytes (safe for
+// concurrent use: each reader reads its own offset of the shared bytes or
+// file, with ReadAt).
+func (in *Incoming) reader() io.ReadSeeker {
+	if in.f == nil {
+		return bytes.NewReader(in.mem)
+	}
+	return io.NewSectionReader(in.f, 0, in.Size)
+}
 
 var errTooLarge = errors.New("too large")
 

@@ -46,10 +46,10 @@ type Store struct {
 	db   *sql.DB
 	log  *slog.Logger
 
-	// wsem serialises this process's write transactions (a 1-slot
-	// semaphore that honours ctx); SQLite's BEGIN IMMEDIATE and
-	// busy_timeout handle other processes.
-	wsem chan struct{}
+	// wq batches this process's write transactions into group commits
+	// (commit.go); SQLite's BEGIN IMMEDIATE and busy_timeout handle other
+	// processes.
+	wq writeQueue
 
 	seqMu sync.Mutex
 	seqs  map[int64]*mboxSeq // by mailbox id; see seq.go
@@ -77,7 +77,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts: opts,
 		db:   opts.DB,
 		log:  opts.Logger,
-		wsem: make(chan struct{}, 1),
 		seqs: make(map[int64]*mboxSeq),
 		hub:  newHub(),
 	}
@@ -113,23 +112,19 @@ func (s *Store) cleanSpool() {
 }
 
 // writeTx runs fn in a read-write transaction (BEGIN IMMEDIATE) and
-// commits it. Only one runs at a time in this process.
+// returns once that transaction has committed (or fn's error).
+//
+// Group commit (commit.go): write operations queued by concurrent callers
+// run one after another in one transaction with one commit (one WAL
+// fsync under synchronous=FULL), each inside its own SAVEPOINT, so an
+// error in one rolls back only its own changes and is returned only to
+// its own caller. fn therefore sees the uncommitted changes of the
+// operations before it in the batch (never of later ones), and must not
+// assume it is alone in its transaction (no total_changes()). Nothing
+// the caller does after writeTx returns (publish, blob deletes) happens
+// before the commit.
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	select {
-	case s.wsem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-s.wsem }()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return s.wq.do(ctx, s.db, s.log, fn)
 }
 
 // readTx runs fn in a read-only transaction (one consistent snapshot).

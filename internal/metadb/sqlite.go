@@ -10,7 +10,8 @@
 //     A delivery is answered "250" (LMTP) or "OK" (IMAP APPEND) right after
 //     its index transaction commits, so that commit must be durable: FULL
 //     syncs the WAL on every commit. The cost is one fsync per write
-//     transaction.
+//     transaction, which is why mailstore batches concurrent writes into
+//     one transaction (group commit, mailstore/commit.go).
 //   - busy_timeout=10000 (ms): a writer from another connection or
 //     process is waited for, not failed at once.
 //   - foreign_keys=ON.
@@ -21,9 +22,9 @@
 //     (deferred) BEGIN and run concurrently with the writer.
 //
 // Pool: up to MaxOpenConns connections so readers run in parallel; write
-// transactions queue on SQLite's write lock (and, inside one process, on a
-// Go mutex kept by the package that writes, e.g. mailstore), never on
-// each other's snapshots.
+// transactions queue on SQLite's write lock (and, inside one process, in
+// the write queue of the package that writes, e.g. mailstore's group
+// commit), never on each other's snapshots.
 //
 // Schema: Migrate runs numbered migrations per component, recording the
 // last one applied in the schema_version table (component, version).
