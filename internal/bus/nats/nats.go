@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -52,6 +53,7 @@ type Bus struct {
 	hub     *bus.Hub
 	log     *slog.Logger
 	subject string
+	up      atomic.Bool // connected and our subscription confirmed
 	nc      *natsgo.Conn
 	sub     *natsgo.Subscription
 
@@ -78,9 +80,25 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	log = log.With("bus", "nats")
 	b := &Bus{hub: bus.NewHub(log), log: log, subject: cfg.Subject, st: bus.NewStamper(cfg.Node)}
-	up := func(nc *natsgo.Conn) {
+	// Healthy turns true only after a round trip on the new connection:
+	// then the server has our subscription and no event sent after that
+	// is missed. nats.go calls the connect handler also after a
+	// synchronous first connect (asynchronously); no subscription can have
+	// missed anything then. opened orders the handlers after Open.
+	opened := make(chan struct{})
+	syncConnected := false
+	markUp := func(nc *natsgo.Conn, initial bool) {
+		<-opened
+		resync := !initial || !syncConnected
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			log.Warn("bus: connected but not responding", "err", err)
+			return
+		}
+		if resync {
+			b.hub.ResyncAll()
+		}
+		b.up.Store(true)
 		log.Info("bus: connected", "url", nc.ConnectedUrlRedacted())
-		b.hub.ResyncAll()
 	}
 	nc, err := natsgo.Connect(cfg.URL,
 		natsgo.Name("bucketmail "+cfg.Node),
@@ -88,9 +106,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		natsgo.RetryOnFailedConnect(true),
 		natsgo.ReconnectWait(cfg.ReconnectWait),
 		natsgo.ReconnectJitter(cfg.ReconnectWait/10, cfg.ReconnectWait/10),
-		natsgo.ConnectHandler(up),
-		natsgo.ReconnectHandler(up),
+		natsgo.ConnectHandler(func(nc *natsgo.Conn) { markUp(nc, true) }),
+		natsgo.ReconnectHandler(func(nc *natsgo.Conn) { markUp(nc, false) }),
 		natsgo.DisconnectErrHandler(func(nc *natsgo.Conn, err error) {
+			b.up.Store(false)
 			log.Warn("bus: disconnected", "err", err)
 		}),
 		natsgo.ErrorHandler(func(nc *natsgo.Conn, s *natsgo.Subscription, err error) {
@@ -101,15 +120,19 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		}),
 	)
 	if err != nil {
+		close(opened)
 		return nil, fmt.Errorf("bus/nats: open %s: %v: %w", cfg.URL, err, bus.ErrInvalid)
 	}
 	b.nc = nc
 	sub, err := nc.Subscribe(cfg.Subject, b.receive)
 	if err != nil {
+		close(opened)
 		nc.Close()
 		return nil, fmt.Errorf("bus/nats: subscribe %s: %v: %w", cfg.Subject, err, bus.ErrInvalid)
 	}
 	b.sub = sub
+	syncConnected = nc.IsConnected()
+	close(opened)
 	return b, nil
 }
 
@@ -149,8 +172,9 @@ func (b *Bus) Subscribe(ctx context.Context, account string, queue int) (*bus.Su
 	return b.hub.Subscribe(account, queue)
 }
 
-// Healthy reports whether the client is connected to a server.
-func (b *Bus) Healthy() bool { return b.nc.IsConnected() }
+// Healthy reports whether the client is connected to a server that has
+// confirmed our subscription.
+func (b *Bus) Healthy() bool { return b.up.Load() && b.nc.IsConnected() }
 
 // Close implements bus.Bus.
 func (b *Bus) Close() error {

@@ -27,9 +27,6 @@ func TestConformance(t *testing.T) {
 				for !b.Healthy() {
 					time.Sleep(5 * time.Millisecond)
 				}
-				// Healthy is set before the connect handler's resync
-				// runs; flush that through before the test subscribes.
-				time.Sleep(20 * time.Millisecond)
 				return b
 			},
 			Stop: func(t *testing.T) { srv.Stop() },

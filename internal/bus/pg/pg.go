@@ -127,9 +127,11 @@ func (b *Bus) listenOnce(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize()); err != nil {
 		return err
 	}
+	// Resync first: a subscription made after Healthy turns true was
+	// made while listening and has missed nothing.
+	b.hub.ResyncAll()
 	b.up.Store(true)
 	b.log.Info("bus: listening", "channel", b.channel)
-	b.hub.ResyncAll()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
