@@ -19,6 +19,7 @@ import (
 	"github.com/bucketmail/bucketmail/internal/imapserver"
 	"github.com/bucketmail/bucketmail/internal/lmtp"
 	"github.com/bucketmail/bucketmail/internal/userdb"
+	"github.com/bucketmail/bucketmail/internal/userdb/authcache"
 )
 
 // Shutdown deadlines: LMTP deliveries in progress get lmtpGrace to finish
@@ -64,9 +65,14 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		return err
 	}
 
+	var auth users = e.users
+	if n := cfg.Auth.CacheMaxEntries; n > 0 {
+		auth = authcache.New(e.users, authcache.Options{MaxEntries: n, PositiveTTL: cfg.Auth.CacheTTL, NegativeTTL: cfg.Auth.CacheNegativeTTL})
+		log.Info("auth cache on", "max_entries", n)
+	}
 	imapSrv := imapserver.New(imapserver.Options{
 		Store:             e.store,
-		Auth:              e.users,
+		Auth:              auth,
 		TLS:               tlsConfig,
 		AllowInsecureAuth: cfg.Auth.AllowInsecure,
 		MaxAppendSize:     cfg.LMTP.MaxMessageSize,
@@ -76,7 +82,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 	lmtpSrv := lmtp.New(lmtp.Options{
 		Deliverer: &delivery.Deliverer{
 			Store:     e.store,
-			Users:     e.users,
+			Users:     auth,
 			Delimiter: cfg.LMTP.Delimiter(),
 			MaxSize:   cfg.LMTP.MaxMessageSize,
 			Hostname:  cfg.Hostname,

@@ -57,8 +57,14 @@ func launch(t *testing.T, args ...string) *e2e.Server {
 }
 
 // deliverAndRead delivers one message to rcpt over LMTP and checks that
-// login with password sees it in INBOX.
+// login with password sees it in INBOX (the first message there).
 func deliverAndRead(t *testing.T, s *e2e.Server, rcpt, login, password string) {
+	t.Helper()
+	deliverAndReadN(t, s, rcpt, login, password, 1)
+}
+
+// deliverAndReadN is deliverAndRead when INBOX then holds n messages.
+func deliverAndReadN(t *testing.T, s *e2e.Server, rcpt, login, password string, n int) {
 	t.Helper()
 	l, err := e2e.DialLMTP(s.LMTPAddr)
 	if err != nil {
@@ -81,8 +87,8 @@ func deliverAndRead(t *testing.T, s *e2e.Server, rcpt, login, password string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !containsLine(u, "* 1 EXISTS") {
-		t.Fatalf("SELECT INBOX for %s: %q, want * 1 EXISTS", login, u)
+	if want := fmt.Sprintf("* %d EXISTS", n); !containsLine(u, want) {
+		t.Fatalf("SELECT INBOX for %s: %q, want %s", login, u, want)
 	}
 }
 
@@ -415,4 +421,23 @@ func TestUserDBKeyValue(t *testing.T) {
 			rcptFails(t, s, "erin@example.org", 451, smtp.EnhancedCode{4, 3, 0})
 		})
 	}
+}
+
+// TestAuthCache: with [auth] cache_max_entries set, a user who logged in
+// (and an address delivered to) is still served from the cache after the
+// user database stops; a user not in the cache gets NO [UNAVAILABLE].
+func TestAuthCache(t *testing.T) {
+	r := redissrv.Start(t)
+	cfg := filepath.Join(t.TempDir(), "bucketmail.toml")
+	if err := os.WriteFile(cfg, []byte("[auth]\ncache_max_entries = 100\ncache_ttl = \"1h\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := launch(t, "--config", cfg, "--userdb", r.URL)
+	s.AddUser(t, "gina@example.org", "gina pw")
+	s.AddUser(t, "hal@example.org", "hal pw")
+	deliverAndRead(t, s, "gina@example.org", "gina@example.org", "gina pw")
+	r.Stop()
+	deliverAndReadN(t, s, "gina@example.org", "gina@example.org", "gina pw", 2)
+	loginFails(t, s, "hal@example.org", "hal pw", "NO [UNAVAILABLE]")
+	rcptFails(t, s, "hal@example.org", 451, smtp.EnhancedCode{4, 3, 0})
 }

@@ -28,6 +28,8 @@
 //
 //	[auth]
 //	allow_insecure = false   # plaintext LOGIN off loopback without TLS
+//	cache_max_entries = 0    # > 0: cache logins and lookups (off by default)
+//	cache_ttl = "5m"         # cache_negative_ttl = "1m"
 //
 //	[s3]                      # mail in a bucket; without a bucket, blobs/ on disk
 //	endpoint   = "https://s3.eu-west-3.amazonaws.com"
@@ -315,6 +317,18 @@ type Auth struct {
 	// AllowInsecure allows LOGIN/AUTHENTICATE PLAIN without TLS from
 	// non-loopback addresses. Loopback clients may always authenticate.
 	AllowInsecure bool `toml:"allow_insecure"`
+	// CacheMaxEntries turns on serve's cache of authentications and
+	// lookups (package internal/userdb/authcache) with at most this many
+	// entries. 0 (the default, as Dovecot's auth_cache_size): no cache.
+	// The cache is per process: changes made with `bucketmail user` or
+	// in the backend reach a running server when the entries expire.
+	CacheMaxEntries int `toml:"cache_max_entries"`
+	// CacheTTL: how long a successful login or lookup is reused ("5m").
+	// 0: 5 minutes.
+	CacheTTL time.Duration `toml:"cache_ttl"`
+	// CacheNegativeTTL: how long a failed login or unknown address is
+	// reused ("1m"). 0: 1 minute; negative: not cached.
+	CacheNegativeTTL time.Duration `toml:"cache_negative_ttl"`
 }
 
 // Log configures logging.
@@ -463,6 +477,12 @@ func (c *Config) Validate() error {
 	} else if c.S3.Endpoint != "" || c.S3.Prefix != "" || c.S3.Region != "" || c.S3.CredentialsFile != "" {
 		bad("s3.bucket", "required when other s3 settings are given")
 	}
+	if c.Auth.CacheMaxEntries < 0 {
+		bad("auth.cache_max_entries", "%d: must not be negative", c.Auth.CacheMaxEntries)
+	}
+	if c.Auth.CacheTTL < 0 {
+		bad("auth.cache_ttl", "%s: must not be negative", c.Auth.CacheTTL)
+	}
 	if c.Cache.MaxBytes < 0 {
 		bad("cache.max_bytes", "%d: must not be negative", c.Cache.MaxBytes)
 	}
@@ -514,6 +534,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("tls.cert_file", c.TLS.CertFile),
 		slog.String("tls.key_file", c.TLS.KeyFile),
 		slog.Bool("auth.allow_insecure", c.Auth.AllowInsecure),
+		slog.Int("auth.cache_max_entries", c.Auth.CacheMaxEntries),
 		slog.String("log.level", c.Log.Level),
 		slog.String("log.format", c.Log.Format),
 		slog.Bool("log.trace", c.Log.Trace),

@@ -76,6 +76,9 @@ key_file = "/etc/k.pem"
 
 [auth]
 allow_insecure = true
+cache_max_entries = 100
+cache_ttl = "2m"
+cache_negative_ttl = "-1s"
 
 [log]
 level = "debug"
@@ -116,7 +119,7 @@ interval = "250ms"
 		IMAP:     IMAP{Listen: "127.0.0.1:1143", TLSListen: "0.0.0.0:993"},
 		LMTP:     LMTP{Listen: "/run/bm/lmtp", MaxMessageSize: 1000, RecipientDelimiter: "none"},
 		TLS:      TLS{CertFile: "/etc/c.pem", KeyFile: "/etc/k.pem"},
-		Auth:     Auth{AllowInsecure: true},
+		Auth:     Auth{AllowInsecure: true, CacheMaxEntries: 100, CacheTTL: 2 * time.Minute, CacheNegativeTTL: -time.Second},
 		Log:      Log{Level: "debug", Format: "json", Trace: true},
 		S3: s3.Config{Endpoint: "http://127.0.0.1:7070", Region: "eu-west-3", Bucket: "mail", Prefix: "p2", PathStyle: true,
 			CredentialsFile: "/etc/bm/s3.cred", CAFile: "/etc/bm/ca.pem", InsecureSkipVerify: true,
@@ -363,6 +366,7 @@ user_query = "SELECT quota FROM mailbox WHERE username = '%u'"
 		{"[userdb]\nurl = \"postgres://h/db\"\nbogus = 1\n", `unknown key "bogus"`},
 		{"[userdb]\nurl = 5\n", "userdb.url: wrong type int64"},
 		{"userdb = 5\n", "want a URL string or a table"},
+		{"[auth]\ncache_max_entries = -1\n", "auth.cache_max_entries: -1: must not be negative"},
 	} {
 		_, err := load(tc.file)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
