@@ -63,7 +63,7 @@ func asPostgres(name string, args ...string) *exec.Cmd {
 	if os.Geteuid() != 0 {
 		return exec.Command(name, args...)
 	}
-	return exec.Command("setpriv", append([]string{"--reuid=postgres", "--regid=postgres", "--init-groups", name}, args...)...)
+	return exec.Command("setpriv", append([]string{"--reuid=postgres", "--regid=postgres", "--init-groups", "--pdeathsig=TERM", name}, args...)...)
 }
 
 // Start starts a server. Call Stop when done.
