@@ -52,9 +52,11 @@ type conn struct {
 	cancel context.CancelFunc
 
 	br  *bufio.Reader
-	bw  *bufio.Writer
+	w   io.Writer     // the socket as the response buffer writes to it
+	out *outBuf       // nil while lent to the pool (releaseOut)
+	bw  *bufio.Writer // out.bw, or nil
 	dec *imapwire.Decoder
-	enc *imapwire.Encoder
+	enc *imapwire.Encoder // out.enc, or nil
 	io  *ioState
 	tr  *tracer
 
@@ -176,7 +178,12 @@ func (c *conn) setupIO() {
 		w = &traceWriter{w: w, t: c.tr}
 	}
 	c.br = bufio.NewReaderSize(r, 16<<10)
-	c.bw = bufio.NewWriterSize(w, 32<<10)
+	c.w = w
+	if c.out == nil {
+		c.acquireOut()
+	} else {
+		c.out.bw.Reset(w)
+	}
 	c.dec = imapwire.NewDecoder(c.br, c.continueLiteral)
 	c.dec.MaxLiteral = 64 << 10
 	c.dec.MaxStream = c.srv.opts.MaxAppendSize
@@ -184,8 +191,44 @@ func (c *conn) setupIO() {
 		c.dec.MaxLiteralPlus = imapwire.LiteralMinusMax
 	}
 	c.dec.UTF8 = c.utf8
-	c.enc = imapwire.NewEncoder(c.bw)
-	c.enc.UTF8 = c.utf8
+}
+
+// outBuf is a connection's response buffer and the encoder writing to it.
+// A connection lends it to Server.outPool while it waits for a command or
+// idles with nothing to write (releaseOut), so that idle connections do
+// not each hold 32 KiB.
+type outBuf struct {
+	bw  *bufio.Writer
+	enc *imapwire.Encoder
+}
+
+func newOutBuf() any {
+	bw := bufio.NewWriterSize(io.Discard, 32<<10)
+	return &outBuf{bw: bw, enc: imapwire.NewEncoder(bw)}
+}
+
+// acquireOut makes c.bw and c.enc usable (a buffer from the pool, writing
+// to the socket). It does nothing if the connection holds one.
+func (c *conn) acquireOut() {
+	if c.out != nil {
+		return
+	}
+	o := c.srv.outPool.Get().(*outBuf)
+	o.bw.Reset(c.w)
+	o.enc.UTF8 = c.utf8
+	c.out, c.bw, c.enc = o, o.bw, o.enc
+}
+
+// releaseOut returns the response buffer to the pool if nothing is
+// waiting in it (after a failed flush the connection keeps it and ends).
+// c.bw and c.enc are nil until acquireOut.
+func (c *conn) releaseOut() {
+	if c.out == nil || c.out.bw.Buffered() > 0 {
+		return
+	}
+	c.out.bw.Reset(io.Discard)
+	c.srv.outPool.Put(c.out)
+	c.out, c.bw, c.enc = nil, nil, nil
 }
 
 func (c *conn) continueLiteral() error {
@@ -283,11 +326,13 @@ func (c *conn) waitTag() (string, error) {
 	c.waiting = true
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
 	c.mu.Unlock()
+	c.releaseOut()
 	err := c.emptyLines()
 	var tag string
 	if err == nil {
 		tag, err = c.dec.Tag()
 	}
+	c.acquireOut()
 	c.mu.Lock()
 	c.waiting = false
 	c.mu.Unlock()
@@ -324,10 +369,12 @@ func (c *conn) emptyLines() error {
 		default:
 			return nil
 		}
+		c.acquireOut()
 		c.enc.Raw("* BAD Empty command line").CRLF()
 		if err := c.enc.Flush(); err != nil {
 			return err
 		}
+		c.releaseOut()
 	}
 }
 

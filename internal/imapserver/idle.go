@@ -38,8 +38,10 @@ func (c *conn) cmdIdle(tag string) error {
 	tick := time.NewTicker(idleRecheck)
 	defer tick.Stop()
 	for {
+		c.releaseOut() // flushed: nothing to write until something happens
 		select {
 		case r := <-lines:
+			c.acquireOut()
 			if r.err != nil {
 				if c.io.get() != nil {
 					return errConnDone
@@ -51,10 +53,13 @@ func (c *conn) cmdIdle(tag string) error {
 			}
 			return okText("IDLE terminated")
 		case <-c.watch:
+			c.acquireOut()
 			c.syncDue = true // consumed here: sync must still read
 		case <-tick.C:
+			c.acquireOut()
 			c.syncDue = true
 		case <-c.srv.closingCh:
+			c.acquireOut()
 			c.writeBye("Server shutting down")
 			c.close()
 			<-lines

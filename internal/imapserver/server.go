@@ -79,6 +79,8 @@ type Server struct {
 	wg        sync.WaitGroup // one per connection goroutine
 
 	recent recentTracker
+
+	outPool sync.Pool // *outBuf: response buffers lent by waiting connections
 }
 
 // New returns a server.
@@ -103,6 +105,7 @@ func New(opts Options) *Server {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 		recent:    recentTracker{claimed: map[recentKey]uint32{}},
+		outPool:   sync.Pool{New: newOutBuf},
 	}
 }
 
