@@ -10,7 +10,7 @@ import (
 
 func TestConformance(t *testing.T) {
 	bustest.Run(t, func(t *testing.T) bustest.Harness {
-		return bustest.Harness{New: func(t *testing.T, node string) bus.Bus {
+		return bustest.Harness{Open: func(t *testing.T, node string) bus.Bus {
 			b := local.New(node, nil)
 			t.Cleanup(func() { b.Close() })
 			return b

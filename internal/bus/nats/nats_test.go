@@ -18,15 +18,12 @@ func TestConformance(t *testing.T) {
 		subject := "bucketmail.test" + string(rune('a'+n)) // a fresh subject per subtest
 		return bustest.Harness{
 			MultiNode: true,
-			New: func(t *testing.T, node string) bus.Bus {
+			Open: func(t *testing.T, node string) bus.Bus {
 				b, err := busnats.Open(t.Context(), busnats.Config{URL: srv.URL, Node: node, Subject: subject, ReconnectWait: 50 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { b.Close() })
-				for !b.Healthy() {
-					time.Sleep(5 * time.Millisecond)
-				}
 				return b
 			},
 			Stop: func(t *testing.T) { srv.Stop() },

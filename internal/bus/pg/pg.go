@@ -162,18 +162,27 @@ func (b *Bus) Publish(ctx context.Context, ev bus.Event) error {
 	if err != nil {
 		return err
 	}
-	if b.pub == nil {
-		c, err := pgx.ConnectConfig(ctx, b.cfg)
-		if err != nil {
+	// A connection kept from before may have died with a server restart:
+	// then try once more on a fresh one. Should the first NOTIFY have been
+	// delivered after all, receivers drop the repeated Seq.
+	for attempt := 0; ; attempt++ {
+		reused := b.pub != nil
+		if !reused {
+			c, err := pgx.ConnectConfig(ctx, b.cfg)
+			if err != nil {
+				return fmt.Errorf("bus/pg: publish %s: %v: %w", ev.Account, err, bus.ErrUnavailable)
+			}
+			b.pub = c
+		}
+		_, err := b.pub.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, string(data))
+		if err == nil {
+			return nil
+		}
+		b.closePub()
+		if !reused || attempt > 0 || ctx.Err() != nil {
 			return fmt.Errorf("bus/pg: publish %s: %v: %w", ev.Account, err, bus.ErrUnavailable)
 		}
-		b.pub = c
 	}
-	if _, err := b.pub.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, string(data)); err != nil {
-		b.closePub()
-		return fmt.Errorf("bus/pg: publish %s: %v: %w", ev.Account, err, bus.ErrUnavailable)
-	}
-	return nil
 }
 
 func (b *Bus) closePub() {

@@ -20,19 +20,12 @@ func TestConformance(t *testing.T) {
 		channel := fmt.Sprintf("bucketmail_test_%d", n) // a fresh channel per subtest
 		return bustest.Harness{
 			MultiNode: true,
-			New: func(t *testing.T, node string) bus.Bus {
+			Open: func(t *testing.T, node string) bus.Bus {
 				b, err := buspg.Open(t.Context(), buspg.Config{URL: srv.URL("postgres"), Node: node, Channel: channel, RetryWait: 50 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { b.Close() })
-				deadline := time.Now().Add(10 * time.Second)
-				for !b.Healthy() {
-					if time.Now().After(deadline) {
-						t.Fatal("bus/pg: not healthy after 10s")
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
 				return b
 			},
 			Stop: func(t *testing.T) { srv.Stop() },
