@@ -120,7 +120,8 @@ type Subscriber interface {
 	// slow reader (0: the bus default, 1024); on overflow the queue is
 	// dropped and Next returns ErrResync. The caller reads the store
 	// after Subscribe returns: events from before that are not delivered.
-	// Errors: ErrClosed.
+	// Events this server published itself are delivered too (Origin is
+	// its node name). Errors: ErrClosed.
 	Subscribe(ctx context.Context, account string, queue int) (*Subscription, error)
 }
 

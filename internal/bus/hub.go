@@ -20,8 +20,8 @@ type Hub struct {
 
 	mu      sync.Mutex
 	closed  bool
-	subs    map[*Subscription]struct{}
-	origins map[string]originState // by Origin
+	subs    map[string]map[*Subscription]struct{} // by account; "" for all accounts
+	origins map[string]originState                // by Origin
 }
 
 type originState struct{ boot, seq uint64 }
@@ -31,7 +31,7 @@ func NewHub(log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{log: log, subs: map[*Subscription]struct{}{}, origins: map[string]originState{}}
+	return &Hub{log: log, subs: map[string]map[*Subscription]struct{}{}, origins: map[string]originState{}}
 }
 
 // Subscribe adds a subscription; see Subscriber. Errors: ErrClosed.
@@ -45,7 +45,12 @@ func (h *Hub) Subscribe(account string, queue int) (*Subscription, error) {
 	if h.closed {
 		return nil, ErrClosed
 	}
-	h.subs[s] = struct{}{}
+	set := h.subs[account]
+	if set == nil {
+		set = map[*Subscription]struct{}{}
+		h.subs[account] = set
+	}
+	set[s] = struct{}{}
 	return s, nil
 }
 
@@ -79,10 +84,11 @@ func (h *Hub) Deliver(ev Event) {
 		}
 		h.origins[ev.Origin] = originState{boot: ev.Boot, seq: ev.Seq}
 	}
-	for s := range h.subs {
-		if s.account == "" || s.account == ev.Account {
-			s.push(ev)
-		}
+	for s := range h.subs[ev.Account] {
+		s.push(ev)
+	}
+	for s := range h.subs[""] {
+		s.push(ev)
 	}
 }
 
@@ -95,8 +101,10 @@ func (h *Hub) ResyncAll() {
 }
 
 func (h *Hub) resyncLocked() {
-	for s := range h.subs {
-		s.setResync()
+	for _, set := range h.subs {
+		for s := range set {
+			s.setResync()
+		}
 	}
 }
 
@@ -105,17 +113,24 @@ func (h *Hub) resyncLocked() {
 func (h *Hub) Close() {
 	h.mu.Lock()
 	subs := h.subs
-	h.subs = map[*Subscription]struct{}{}
+	h.subs = map[string]map[*Subscription]struct{}{}
 	h.closed = true
 	h.mu.Unlock()
-	for s := range subs {
-		s.markClosed()
+	for _, set := range subs {
+		for s := range set {
+			s.markClosed()
+		}
 	}
 }
 
 func (h *Hub) remove(s *Subscription) {
 	h.mu.Lock()
-	delete(h.subs, s)
+	if set := h.subs[s.account]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.subs, s.account)
+		}
+	}
 	h.mu.Unlock()
 }
 
