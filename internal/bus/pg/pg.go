@@ -34,7 +34,11 @@ type Config struct {
 	Node      string        // this server's name, required; the events' Origin
 	Channel   string        // NOTIFY channel, default "bucketmail_bus"
 	RetryWait time.Duration // between reconnect attempts; default 500ms
-	Logger    *slog.Logger  // nil: discard
+	// PingInterval: a listener that heard nothing for this long pings the
+	// server (5 s timeout) to find a dead connection without a TCP reset;
+	// default 30s.
+	PingInterval time.Duration
+	Logger       *slog.Logger // nil: discard
 }
 
 // Validate reports every problem at once.
@@ -58,6 +62,7 @@ type Bus struct {
 	cfg     *pgx.ConnConfig
 	channel string
 	wait    time.Duration
+	ping    time.Duration
 	up      atomic.Bool
 
 	cancel context.CancelFunc // stops the listener
@@ -85,13 +90,16 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.RetryWait <= 0 {
 		cfg.RetryWait = 500 * time.Millisecond
 	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("bus", "pg")
 	lctx, cancel := context.WithCancel(context.Background())
-	b := &Bus{hub: bus.NewHub(log), log: log, cfg: pc, channel: cfg.Channel, wait: cfg.RetryWait,
+	b := &Bus{hub: bus.NewHub(log), log: log, cfg: pc, channel: cfg.Channel, wait: cfg.RetryWait, ping: cfg.PingInterval,
 		cancel: cancel, done: make(chan struct{}), st: bus.NewStamper(cfg.Node)}
 	go b.listen(lctx)
 	return b, nil
@@ -133,7 +141,19 @@ func (b *Bus) listenOnce(ctx context.Context) error {
 	b.up.Store(true)
 	b.log.Info("bus: listening", "channel", b.channel)
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		wctx, cancel := context.WithTimeout(ctx, b.ping)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// Quiet for PingInterval (a timeout leaves the connection usable).
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}

@@ -21,7 +21,8 @@ func TestConformance(t *testing.T) {
 		return bustest.Harness{
 			MultiNode: true,
 			Open: func(t *testing.T, node string) bus.Bus {
-				b, err := buspg.Open(t.Context(), buspg.Config{URL: srv.URL("postgres"), Node: node, Channel: channel, RetryWait: 50 * time.Millisecond})
+				b, err := buspg.Open(t.Context(), buspg.Config{URL: srv.URL("postgres"), Node: node, Channel: channel, RetryWait: 50 * time.Millisecond,
+					PingInterval: 30 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}
