@@ -32,7 +32,10 @@ type Config struct {
 	Node          string        // this server's name, required; the events' Origin
 	Subject       string        // default "bucketmail.bus"
 	ReconnectWait time.Duration // between reconnect attempts; default 500ms
-	Logger        *slog.Logger  // nil: discard
+	// PingInterval: the client pings the server this often and drops the
+	// connection after two unanswered pings; default 20s.
+	PingInterval time.Duration
+	Logger       *slog.Logger // nil: discard
 }
 
 // Validate reports every problem at once.
@@ -74,6 +77,9 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.ReconnectWait <= 0 {
 		cfg.ReconnectWait = 500 * time.Millisecond
 	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 20 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -105,6 +111,8 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		natsgo.MaxReconnects(-1),
 		natsgo.RetryOnFailedConnect(true),
 		natsgo.ReconnectWait(cfg.ReconnectWait),
+		natsgo.PingInterval(cfg.PingInterval),
+		natsgo.MaxPingsOutstanding(2),
 		natsgo.ReconnectJitter(cfg.ReconnectWait/10, cfg.ReconnectWait/10),
 		natsgo.ConnectHandler(func(nc *natsgo.Conn) { markUp(nc, true) }),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) { markUp(nc, false) }),
