@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Errors. Test with errors.Is.
@@ -77,9 +79,11 @@ type Manager interface {
 }
 
 // Normalize returns the canonical form of an address: surrounding spaces
-// trimmed, lower-cased. It does not check the syntax.
+// trimmed, lower-cased, and in Unicode normalization form NFC (so
+// "e\u0301mile@example.org", typed with a combining accent, is the same
+// account as "émile@example.org"). It does not check the syntax.
 func Normalize(address string) string {
-	return strings.ToLower(strings.TrimSpace(address))
+	return norm.NFC.String(strings.ToLower(strings.TrimSpace(address)))
 }
 
 // StripDelimiter removes a recipient-delimiter suffix from the local part:

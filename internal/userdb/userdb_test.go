@@ -40,6 +40,8 @@ func TestNormalizeStrip(t *testing.T) {
 		{"a+b@x", "", "a+b@x", "a+b@x"},
 		{"noat+tag", "+", "noat+tag", "noat"},
 		{"ÉMILE@X", "+", "émile@x", "émile@x"},
+		{"E\u0301MILE+t@exa\u0308mple.org", "+", "\u00e9mile+t@ex\u00e4mple.org", "\u00e9mile@ex\u00e4mple.org"}, // NFD in, NFC out
+		{"\u212bngstr\u00f6m@x", "+", "\u00e5ngstr\u00f6m@x", "\u00e5ngstr\u00f6m@x"},                            // ANGSTROM SIGN -> å
 	}
 	for _, tc := range tests {
 		n := Normalize(tc.in)

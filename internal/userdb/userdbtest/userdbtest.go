@@ -133,10 +133,14 @@ func testLookup(t *testing.T, b Backend) {
 }
 
 func testLookupCase(t *testing.T, b Backend) {
-	for _, addr := range []string{"ALICE@EXAMPLE.ORG", "Alice@example.org", " alice@example.org ", "bob@example.org", "BOB@EXAMPLE.ORG", "ÉMILE@EXÄMPLE.ORG"} {
+	for _, addr := range []string{"ALICE@EXAMPLE.ORG", "Alice@example.org", " alice@example.org ", "bob@example.org", "BOB@EXAMPLE.ORG", "ÉMILE@EXÄMPLE.ORG",
+		"e\u0301mile@exa\u0308mple.org", "E\u0301MILE@EXA\u0308MPLE.ORG"} { // NFD forms of émile@exämple.org
 		u := mustLookup(t, b, addr)
 		if u.Address != userdb.Normalize(addr) {
 			t.Errorf("Lookup(%q).Address = %q, want %q", addr, u.Address, userdb.Normalize(addr))
+		}
+		if strings.Contains(addr, "\u0301") && u.Address != "émile@exämple.org" {
+			t.Errorf("Lookup(%q).Address = %q, want the NFC form", addr, u.Address)
 		}
 	}
 }
@@ -156,6 +160,7 @@ func testAuthOK(t *testing.T, b Backend) {
 		{"bob@example.org", "Secret", "bob@example.org"},
 		{"dave+lists@example.org", "dave-lists-pw", "dave+lists@example.org"},
 		{"Émile@exämple.org", "pässwörd ✓ with spaces ", "émile@exämple.org"},
+		{"e\u0301mile@exa\u0308mple.org", "pässwörd ✓ with spaces ", "émile@exämple.org"},
 		{"quota@example.net", "q", "quota@example.net"},
 	}
 	for _, c := range cases {
