@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +54,7 @@ func Run(t *testing.T, f Factory) {
 		{"ManySubscribers", testMany},
 		{"SlowSubscriberResync", testSlow},
 		{"Close", testClose},
+		{"CloseEndsGoroutines", testGoroutines},
 		{"Invalid", testInvalid},
 		{"ServerRestart", testRestart},
 	}
@@ -468,5 +470,24 @@ func waitHealthy(t *testing.T, buses []bus.Bus, want bool) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+func testGoroutines(t *testing.T, h Harness) {
+	before := runtime.NumGoroutine()
+	b := h.New(t, "node-a")
+	s := subscribe(t, b, "", 0)
+	publish(t, b, bus.Event{Kind: bus.KindNewMail, Account: "alice", Mailbox: "m", ModSeq: 1})
+	next(t, s)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(wait)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
