@@ -66,6 +66,10 @@ type envOptions struct {
 	// other subcommands go to the bucket directly (objects are immutable,
 	// so they cannot make the cache stale).
 	cache bool
+	// usersMayBeDown: a SQL user database that cannot be reached at start
+	// is not fatal (serve answers 451 / NO [UNAVAILABLE] until it is
+	// back); for the CLI it is.
+	usersMayBeDown bool
 }
 
 // newLogger builds the logger the config asks for, writing to w.
@@ -112,7 +116,7 @@ func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o env
 		return nil, err
 	}
 	e.store = store
-	if err := e.openUsers(ctx); err != nil {
+	if err := e.openUsers(ctx, o); err != nil {
 		store.Close()
 		e.closeBlobs()
 		db.Close()
@@ -122,7 +126,7 @@ func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o env
 }
 
 // openUsers opens the user database cfg.UserDB names (--userdb).
-func (e *env) openUsers(ctx context.Context) error {
+func (e *env) openUsers(ctx context.Context, o envOptions) error {
 	u := e.cfg.UserDB
 	log := e.log.With("component", "userdb")
 	switch u.Kind() {
@@ -146,7 +150,7 @@ func (e *env) openUsers(ctx context.Context) error {
 		}
 		e.users = d
 	case "postgres", "mysql":
-		d, err := sqldb.OpenWith(ctx, u.URL, sqldb.Options{PasswordQuery: u.PasswordQuery, UserQuery: u.UserQuery}, log)
+		d, err := sqldb.OpenWith(ctx, u.URL, sqldb.Options{PasswordQuery: u.PasswordQuery, UserQuery: u.UserQuery, StartDown: o.usersMayBeDown}, log)
 		if err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	e, err := openEnvWith(ctx, cfg, log, envOptions{cache: true})
+	e, err := openEnvWith(ctx, cfg, log, envOptions{cache: true, usersMayBeDown: true})
 	if err != nil {
 		return err
 	}

@@ -441,3 +441,24 @@ func TestAuthCache(t *testing.T) {
 	loginFails(t, s, "hal@example.org", "hal pw", "NO [UNAVAILABLE]")
 	rcptFails(t, s, "hal@example.org", 451, smtp.EnhancedCode{4, 3, 0})
 }
+
+// TestUserDBDownAtStart: serve starts with a SQL user database that does
+// not answer and defers (NO [UNAVAILABLE], 451 4.3.0); the user command
+// fails at once.
+func TestUserDBDownAtStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	for _, url := range []string{"postgres://u@" + addr + "/db?sslmode=disable", "mysql://u@" + addr + "/db"} {
+		s := launch(t, "--userdb", url)
+		loginFails(t, s, "alice@example.org", "pw", "NO [UNAVAILABLE]")
+		rcptFails(t, s, "alice@example.org", 451, smtp.EnhancedCode{4, 3, 0})
+		_, errOut, err := s.RunErr("", "user", "list")
+		if e2e.ExitCode(err) != 1 || !strings.Contains(errOut, "backend unavailable") {
+			t.Errorf("user list with %s down: exit %d, %q", url, e2e.ExitCode(err), errOut)
+		}
+	}
+}

@@ -66,6 +66,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -87,6 +88,11 @@ type Options struct {
 	// Hasher hashes new passwords (default schema only); default
 	// password.Hash (ARGON2ID).
 	Hasher password.Hasher
+	// StartDown: a server that cannot be reached at Open is not an error;
+	// calls fail with userdb.ErrUnavailable until it answers, and the
+	// default schema is created then. serve sets it (it starts and
+	// answers 451 / NO [UNAVAILABLE]); the CLI does not.
+	StartDown bool
 }
 
 // Dialect is the database kind.
@@ -114,6 +120,9 @@ type DB struct {
 
 	dummyOnce sync.Once
 	dummy     string
+
+	schemaMu   sync.Mutex
+	schemaDone atomic.Bool
 }
 
 var (
@@ -214,16 +223,39 @@ func OpenWith(ctx context.Context, dsn string, o Options, logger *slog.Logger) (
 		d.db.Close()
 		return nil, fmt.Errorf("sqldb: user_query: %w", err)
 	}
-	if d.managed {
-		if _, err := d.db.ExecContext(ctx, Schema(d.dialect)); err != nil {
-			d.db.Close()
-			return nil, unavailable("open", "", err)
+	err = d.ensureSchema(ctx)
+	if err == nil && !d.managed {
+		if err = d.db.PingContext(ctx); err != nil {
+			err = unavailable("open", "", err)
 		}
-	} else if err := d.db.PingContext(ctx); err != nil {
+	}
+	if err != nil {
+		if o.StartDown && errors.Is(err, userdb.ErrUnavailable) {
+			logger.Warn("sqldb: database unreachable at start; logins and deliveries are deferred until it answers", "err", err)
+			return d, nil
+		}
 		d.db.Close()
-		return nil, unavailable("open", "", err)
+		return nil, err
 	}
 	return d, nil
+}
+
+// ensureSchema creates the default schema's table once (no-op with
+// custom queries).
+func (d *DB) ensureSchema(ctx context.Context) error {
+	if !d.managed || d.schemaDone.Load() {
+		return nil
+	}
+	d.schemaMu.Lock()
+	defer d.schemaMu.Unlock()
+	if d.schemaDone.Load() {
+		return nil
+	}
+	if _, err := d.db.ExecContext(ctx, Schema(d.dialect)); err != nil {
+		return unavailable("create table", "bucketmail_users", err)
+	}
+	d.schemaDone.Store(true)
+	return nil
 }
 
 // mysqlConfig turns mysql://user:pw@host:port/db?k=v into the driver's
@@ -434,6 +466,9 @@ type row map[string]any
 
 // queryRow runs q for address: (nil, nil) if no row.
 func (d *DB) queryRow(ctx context.Context, q query, address string) (row, error) {
+	if err := d.ensureSchema(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := d.db.QueryContext(ctx, q.sql, q.values(address)...)
 	if err != nil {
 		return nil, err
@@ -670,6 +705,9 @@ func (d *DB) AddUser(ctx context.Context, address, pw string) error {
 	if err != nil {
 		return fmt.Errorf("sqldb: add user %s: %w", address, err)
 	}
+	if err := d.ensureSchema(ctx); err != nil {
+		return err
+	}
 	_, err = d.db.ExecContext(ctx, fmt.Sprintf("INSERT INTO bucketmail_users (address, password, quota_bytes, disabled, created) VALUES (%s, %s, 0, FALSE, %s)",
 		d.ph(1), d.ph(2), d.ph(3)), address, hash, time.Now().Unix())
 	if isDuplicate(err) {
@@ -684,6 +722,9 @@ func (d *DB) AddUser(ctx context.Context, address, pw string) error {
 func (d *DB) update(ctx context.Context, op, address, q string, args ...any) error {
 	if !d.managed {
 		return d.readOnly(op)
+	}
+	if err := d.ensureSchema(ctx); err != nil {
+		return err
 	}
 	res, err := d.db.ExecContext(ctx, q, args...)
 	if err != nil {
@@ -724,6 +765,9 @@ func (d *DB) DeleteUser(ctx context.Context, address string) error {
 func (d *DB) ListUsers(ctx context.Context) ([]userdb.User, error) {
 	if !d.managed {
 		return nil, d.readOnly("list users")
+	}
+	if err := d.ensureSchema(ctx); err != nil {
+		return nil, err
 	}
 	rows, err := d.db.QueryContext(ctx, "SELECT address, quota_bytes, disabled FROM bucketmail_users")
 	if err != nil {

@@ -87,8 +87,10 @@ type proxy struct {
 	down  bool
 }
 
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newProxy(t *testing.T, target string) *proxy { return newProxyAt(t, "127.0.0.1:0", target) }
+
+func newProxyAt(t *testing.T, listen, target string) *proxy {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,5 +398,48 @@ func TestDownAtOpen(t *testing.T) {
 	}
 	if _, err := OpenWith(ctx, "mysql://u@"+addr+"/db", Options{PasswordQuery: "SELECT 1"}, nil); err == nil || errors.Is(err, userdb.ErrUnavailable) {
 		t.Errorf("OpenWith with only password_query = %v, want a configuration error", err)
+	}
+}
+
+// TestStartDown: with StartDown, a database that is unreachable at Open
+// gives ErrUnavailable until it answers; then the default schema is
+// created and everything works.
+func TestStartDown(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			url, p, _ := k.newDB(t)
+			target := ""
+			if k.dialect == Postgres {
+				target = pgServer(t).Addr()
+			} else {
+				target = myServer(t).Addr()
+			}
+			addr := p.Addr()
+			p.Down()
+			d, err := OpenWith(ctx, url, Options{Hasher: cheapHash, StartDown: true}, nil)
+			if err != nil {
+				t.Fatalf("OpenWith(StartDown) with the server away: %v", err)
+			}
+			defer d.Close()
+			if _, err := d.Lookup(ctx, "a@example.org"); !errors.Is(err, userdb.ErrUnavailable) {
+				t.Fatalf("Lookup while away = %v, want ErrUnavailable", err)
+			}
+			if err := d.AddUser(ctx, "a@example.org", "pw"); !errors.Is(err, userdb.ErrUnavailable) {
+				t.Fatalf("AddUser while away = %v, want ErrUnavailable", err)
+			}
+			newProxyAt(t, addr, target)
+			if _, err := d.Lookup(ctx, "a@example.org"); !errors.Is(err, userdb.ErrNotFound) {
+				t.Fatalf("Lookup once back = %v, want ErrNotFound", err)
+			}
+			if err := d.AddUser(ctx, "a@example.org", "pw"); err != nil {
+				t.Fatalf("AddUser once back: %v", err)
+			}
+			if _, err := d.Authenticate(ctx, "a@example.org", "pw"); err != nil {
+				t.Fatalf("Authenticate once back: %v", err)
+			}
+			if _, err := OpenWith(ctx, "postgres://u@"+addr+"x/db", Options{StartDown: true}, nil); err == nil {
+				t.Fatal("OpenWith(StartDown) of a malformed URL succeeded")
+			}
+		})
 	}
 }
