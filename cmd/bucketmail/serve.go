@@ -90,6 +90,8 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		},
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: cfg.LMTP.MaxMessageSize,
+		MaxLineLength:  cfg.LMTP.MaxLineLength,
+		MaxConnections: cfg.LMTP.MaxConnections,
 		TLS:            tlsConfig,
 		Logger:         log.With("proto", "lmtp"),
 	})

@@ -304,6 +304,13 @@ type LMTP struct {
 	// ("user+tag@example.org" is delivered to user@example.org). Default
 	// "+"; "none" turns it off.
 	RecipientDelimiter string `toml:"recipient_delimiter"`
+	// MaxLineLength bounds a command or message line in bytes (go-smtp
+	// holds a command line whole in memory). Default 1 MiB (the lmtp
+	// package's default).
+	MaxLineLength int `toml:"max_line_length"`
+	// MaxConnections caps concurrent LMTP connections; more wait in the
+	// listen backlog. Default 128 (the lmtp package's default).
+	MaxConnections int `toml:"max_connections"`
 }
 
 // TLS names the certificate and key, PEM files. Both or neither.
@@ -448,6 +455,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LMTP.MaxMessageSize <= 0 {
 		bad("lmtp.max_message_size", "%d: must be a positive number of bytes", c.LMTP.MaxMessageSize)
+	}
+	if c.LMTP.MaxLineLength < 0 {
+		bad("lmtp.max_line_length", "%d: must be a positive number of bytes", c.LMTP.MaxLineLength)
+	}
+	if c.LMTP.MaxConnections < 0 {
+		bad("lmtp.max_connections", "%d: must be positive", c.LMTP.MaxConnections)
 	}
 	if d := c.LMTP.RecipientDelimiter; d != DelimiterNone && (d == "" || strings.ContainsAny(d, "@ \t\r\n<>\"")) {
 		bad("lmtp.recipient_delimiter", "%q: want one or more characters other than @, space, <, >, \" (or \"none\")", d)

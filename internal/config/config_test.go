@@ -202,7 +202,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Config{
 		Hostname: "bad host",
 		IMAP:     IMAP{Listen: "nocolon", TLSListen: "127.0.0.1:99999"},
-		LMTP:     LMTP{Listen: "127.0.0.1:x", MaxMessageSize: -1, RecipientDelimiter: "@"},
+		LMTP:     LMTP{Listen: "127.0.0.1:x", MaxMessageSize: -1, RecipientDelimiter: "@", MaxLineLength: -1, MaxConnections: -1},
 		TLS:      TLS{KeyFile: "/k.pem"},
 		Log:      Log{Level: "loud", Format: "xml"},
 		Journal:  Journal{Interval: 2 * time.Minute},
@@ -216,6 +216,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"hostname:", "imap.listen:", "imap.tls_listen: \"127.0.0.1:99999\": port", "lmtp.listen:",
 		"lmtp.max_message_size:", "lmtp.recipient_delimiter:", "tls: cert_file and key_file",
 		"log.level:", "log.format:", "journal.interval: 2m0s",
+		"lmtp.max_line_length: -1", "lmtp.max_connections: -1",
 	}
 	msg := err.Error()
 	for _, k := range wantKeys {
