@@ -110,7 +110,7 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 	var t *ticket
 	unlocked := false
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `UPDATE mailboxes SET uidnext = uidnext + 1
+		err := s.pq(tx).QueryRowContext(ctx, `UPDATE mailboxes SET uidnext = uidnext + 1
 			WHERE id = ? AND account_id = ? RETURNING uidnext - 1, uidvalidity`, mb.ID, a.id).Scan(&uid, &mb.UIDValidity)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNoMailbox
@@ -174,12 +174,13 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 // one is taken.
 func (a *Account) insertMessage(ctx context.Context, tx *sql.Tx, mailboxID int64, uid uint32, key string,
 	in *Incoming, bits int64, kws []string, date time.Time) (uint32, uint64, error) {
+	p := a.s.pq(tx)
 	mb, err := a.mailboxByID(ctx, tx, mailboxID)
 	if err != nil {
 		return 0, 0, err
 	}
 	var maxUID sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT max(u) FROM (
+	if err := p.QueryRowContext(ctx, `SELECT max(u) FROM (
 		SELECT max(uid) AS u FROM messages WHERE mailbox_id = ?
 		UNION ALL SELECT max(uid) FROM expunged WHERE mailbox_id = ?)`, mailboxID, mailboxID).Scan(&maxUID); err != nil {
 		return 0, 0, err
@@ -188,7 +189,7 @@ func (a *Account) insertMessage(ctx context.Context, tx *sql.Tx, mailboxID int64
 		uid = mb.UIDNext
 	}
 	modseq := mb.HighestModSeq + 1
-	if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET highestmodseq = ?, uidnext = max(uidnext, ?) WHERE id = ?`,
+	if _, err := p.ExecContext(ctx, `UPDATE mailboxes SET highestmodseq = ?, uidnext = max(uidnext, ?) WHERE id = ?`,
 		modseq, int64(uid)+1, mailboxID); err != nil {
 		return 0, 0, err
 	}
@@ -196,13 +197,13 @@ func (a *Account) insertMessage(ctx context.Context, tx *sql.Tx, mailboxID int64
 	if err != nil {
 		return 0, 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO blobs (key, account_id, refs, size, sha256) VALUES (?, ?, 1, ?, ?)`,
+	if _, err := p.ExecContext(ctx, `INSERT INTO blobs (key, account_id, refs, size, sha256) VALUES (?, ?, 1, ?, ?)`,
 		key, a.id, in.Size, in.SHA256[:]); err != nil {
 		return 0, 0, err
 	}
 	_, tzOff := date.Zone()
 	d := in.idx
-	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, blob_key, flags, keywords, modseq,
+	if _, err := p.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, blob_key, flags, keywords, modseq,
 		internal_date, internal_tz, save_date, size, sha256, envelope, bodystructure, body, structure, header,
 		subject, from_addr, to_addr, cc_addr, bcc_addr, date, message_id)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

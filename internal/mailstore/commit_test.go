@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -212,4 +213,34 @@ func TestGroupCommitCancelled(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStmtCache: hot queries are prepared once and reused; past
+// maxCachedStmts distinct texts, queries still run, unprepared.
+func TestStmtCache(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.account("st@example.org")
+	e.appendMsg(a, "INBOX", testMsg(1))
+	e.s.stmts.mu.Lock()
+	n := len(e.s.stmts.m)
+	e.s.stmts.mu.Unlock()
+	e.appendMsg(a, "INBOX", testMsg(2))
+	e.s.stmts.mu.Lock()
+	if len(e.s.stmts.m) != n || n == 0 {
+		t.Errorf("%d statements cached after one append, %d after two; want the same, > 0", n, len(e.s.stmts.m))
+	}
+	e.s.stmts.mu.Unlock()
+	p := e.s.pq(e.s.db)
+	for i := range maxCachedStmts + 10 {
+		var got int
+		if err := p.QueryRowContext(ctx, fmt.Sprintf("SELECT %d + ?", i), 1).Scan(&got); err != nil || got != i+1 {
+			t.Fatalf("query %d: %d, %v", i, got, err)
+		}
+	}
+	e.s.stmts.mu.Lock()
+	if len(e.s.stmts.m) != maxCachedStmts {
+		t.Errorf("%d statements cached, want %d", len(e.s.stmts.m), maxCachedStmts)
+	}
+	e.s.stmts.mu.Unlock()
 }

@@ -256,7 +256,7 @@ func (a *Account) mailbox(ctx context.Context, name string) (Mailbox, error) {
 // the account.
 func (a *Account) mailboxByID(ctx context.Context, q querier, id int64) (Mailbox, error) {
 	m := Mailbox{ID: id}
-	err := q.QueryRowContext(ctx, `SELECT guid, name, uidvalidity, uidnext, highestmodseq, special_use
+	err := a.s.pq(q).QueryRowContext(ctx, `SELECT guid, name, uidvalidity, uidnext, highestmodseq, special_use
 		FROM mailboxes WHERE id = ? AND account_id = ?`, id, a.id).
 		Scan(&m.GUID, &m.Name, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq, &m.SpecialUse)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -268,7 +268,7 @@ func (a *Account) mailboxByID(ctx context.Context, q querier, id int64) (Mailbox
 // mailboxByName is mailboxByID by (normalised) name.
 func (a *Account) mailboxByName(ctx context.Context, q querier, name string) (Mailbox, error) {
 	m := Mailbox{Name: name}
-	err := q.QueryRowContext(ctx, `SELECT id, guid, uidvalidity, uidnext, highestmodseq, special_use
+	err := a.s.pq(q).QueryRowContext(ctx, `SELECT id, guid, uidvalidity, uidnext, highestmodseq, special_use
 		FROM mailboxes WHERE account_id = ? AND name = ?`, a.id, name).
 		Scan(&m.ID, &m.GUID, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq, &m.SpecialUse)
 	if errors.Is(err, sql.ErrNoRows) {

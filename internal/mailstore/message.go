@@ -107,7 +107,7 @@ func (a *Account) messages(ctx context.Context, mailboxID int64, uids []uint32, 
 		uids = uids[n:]
 		var msgs []*Message
 		err := uidChunks(batch, func(cond string, args []any, want func(uint32) bool) error {
-			rows, err := a.s.db.QueryContext(ctx, `SELECT uid, modseq, flags, keywords, internal_date, internal_tz,
+			rows, err := a.s.pq(a.s.db).QueryContext(ctx, `SELECT uid, modseq, flags, keywords, internal_date, internal_tz,
 				save_date, size, blob_key, envelope, bodystructure, body, structure, header
 				FROM messages WHERE mailbox_id = ? AND `+cond+` ORDER BY uid`, append([]any{mailboxID}, args...)...)
 			if err != nil {
@@ -179,6 +179,7 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 	}
 	err = a.s.writeTx(ctx, func(tx *sql.Tx) error {
 		changed, failed = nil, nil
+		p := a.s.pq(tx)
 		mb, err := a.mailboxByID(ctx, tx, mailboxID)
 		if err != nil {
 			return err
@@ -194,7 +195,7 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 		}
 		var upds []upd
 		err = uidChunks(uids, func(cond string, args []any, want func(uint32) bool) error {
-			rows, err := tx.QueryContext(ctx, `SELECT uid, modseq, flags, keywords FROM messages
+			rows, err := p.QueryContext(ctx, `SELECT uid, modseq, flags, keywords FROM messages
 				WHERE mailbox_id = ? AND `+cond+` ORDER BY uid`, append([]any{mailboxID}, args...)...)
 			if err != nil {
 				return err
@@ -232,13 +233,13 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 		}
 		modseq := mb.HighestModSeq + 1
 		for _, u := range upds {
-			if _, err := tx.ExecContext(ctx, `UPDATE messages SET flags = ?, keywords = ?, modseq = ?
+			if _, err := p.ExecContext(ctx, `UPDATE messages SET flags = ?, keywords = ?, modseq = ?
 				WHERE mailbox_id = ? AND uid = ?`, u.bits, u.kw, modseq, mailboxID, u.uid); err != nil {
 				return err
 			}
 			changed = append(changed, MessageState{UID: u.uid, ModSeq: modseq, Flags: flagList(u.bits, u.kw)})
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET highestmodseq = ? WHERE id = ?`, modseq, mailboxID)
+		_, err = p.ExecContext(ctx, `UPDATE mailboxes SET highestmodseq = ? WHERE id = ?`, modseq, mailboxID)
 		return err
 	})
 	if err != nil {
@@ -463,9 +464,10 @@ func (a *Account) changes(ctx context.Context, mailboxID int64, uidValidity uint
 		if mb.UIDValidity != uidValidity {
 			return fmt.Errorf("%w: %d, was %d", ErrUIDValidity, mb.UIDValidity, uidValidity)
 		}
+		p := a.s.pq(tx)
 		c.HighestModSeq = mb.HighestModSeq
 		c.UIDNext = mb.UIDNext
-		rows, err := tx.QueryContext(ctx, `SELECT uid, modseq, flags, keywords FROM messages
+		rows, err := p.QueryContext(ctx, `SELECT uid, modseq, flags, keywords FROM messages
 			WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, since)
 		if err != nil {
 			return err
@@ -482,7 +484,7 @@ func (a *Account) changes(ctx context.Context, mailboxID int64, uidValidity uint
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		rows, err = tx.QueryContext(ctx, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, since)
+		rows, err = p.QueryContext(ctx, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, since)
 		if err != nil {
 			return err
 		}

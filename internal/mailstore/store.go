@@ -54,6 +54,8 @@ type Store struct {
 	seqMu sync.Mutex
 	seqs  map[int64]*mboxSeq // by mailbox id; see seq.go
 
+	stmts stmtCache // prepared statements of hot queries; see stmts.go
+
 	hub *hub // change notifications; see watch.go
 
 	jrn *journaler // nil when the journal is off; see journal.go
@@ -91,6 +93,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // owns). With the journal on, it writes what is pending first (up to 30 s).
 func (s *Store) Close() error {
 	s.closeJournal()
+	s.stmts.close()
 	return nil
 }
 
