@@ -25,8 +25,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
@@ -51,10 +49,7 @@ var Migrations = []string{
 type DB struct {
 	db     *sql.DB
 	hasher password.Hasher
-	sem    chan struct{}
-
-	dummyOnce sync.Once
-	dummy     string
+	check  *password.Checker // verification slots and the dummy hash
 
 	bucket blob.Store // WithBucket: account records mirrored (bucket.go)
 }
@@ -79,10 +74,11 @@ func New(ctx context.Context, db *sql.DB, opts ...Option) (*DB, error) {
 	if err := metadb.Migrate(ctx, db, "userdb", Migrations); err != nil {
 		return nil, fmt.Errorf("userdb: open: %w", err)
 	}
-	d := &DB{db: db, hasher: password.Hash, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	d := &DB{db: db, hasher: password.Hash}
 	for _, o := range opts {
 		o(d)
 	}
+	d.check = password.NewChecker(d.hasher)
 	return d, nil
 }
 
@@ -91,40 +87,15 @@ func unavailable(op, address string, err error) error {
 	return fmt.Errorf("userdb: %s %s: %w: %w", op, address, userdb.ErrUnavailable, err)
 }
 
-// verify runs password.Verify under the concurrency limit.
-func (d *DB) verify(ctx context.Context, hash, pw string) (bool, error) {
-	select {
-	case d.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	defer func() { <-d.sem }()
-	return password.Verify(hash, pw)
-}
-
-func (d *DB) dummyHash() string {
-	d.dummyOnce.Do(func() {
-		h, err := d.hasher("bucketmail-dummy-password")
-		if err != nil {
-			h, _ = password.Hash("bucketmail-dummy-password")
-		}
-		d.dummy = h
-	})
-	return d.dummy
-}
-
 // Authenticate implements userdb.PassDB.
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
 	address = userdb.Normalize(address)
 	u, hash, err := d.get(ctx, address)
-	if errors.Is(err, userdb.ErrNotFound) {
-		d.verify(ctx, d.dummyHash(), pw)
-		return nil, fmt.Errorf("userdb: authenticate %s: %w", address, userdb.ErrAuthFailed)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, userdb.ErrNotFound) {
 		return nil, err
 	}
-	ok, err := d.verify(ctx, hash, pw)
+	// hash is "" for an unknown user: Check spends the same work on it.
+	ok, err := d.check.Check(ctx, hash, pw)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("userdb: authenticate %s: %w", address, ctxErr)

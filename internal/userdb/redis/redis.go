@@ -31,11 +31,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -77,10 +75,8 @@ type DB struct {
 	prefix, suffix string // KeyTemplate split at "{address}"
 	hasher         password.Hasher
 	log            *slog.Logger
-	sem            chan struct{}
+	check          *password.Checker // verification slots and the dummy hash
 
-	dummyOnce sync.Once
-	dummy     string
 }
 
 var (
@@ -126,11 +122,11 @@ func OpenOptions(ctx context.Context, dsn string, o Options, logger *slog.Logger
 		suffix: tmpl[i+len("{address}"):],
 		hasher: o.Hasher,
 		log:    logger,
-		sem:    make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	if d.hasher == nil {
 		d.hasher = password.Hash
 	}
+	d.check = password.NewChecker(d.hasher)
 	return d, nil
 }
 
@@ -147,27 +143,6 @@ func fail(ctx context.Context, op, address string, err error) error {
 		return fmt.Errorf("userdb: %s %s: %w", op, address, ctxErr)
 	}
 	return fmt.Errorf("userdb: %s %s: %w: %w", op, address, userdb.ErrUnavailable, err)
-}
-
-func (d *DB) verify(ctx context.Context, hash, pw string) (bool, error) {
-	select {
-	case d.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	defer func() { <-d.sem }()
-	return password.Verify(hash, pw)
-}
-
-func (d *DB) dummyHash() string {
-	d.dummyOnce.Do(func() {
-		h, err := d.hasher("bucketmail-dummy-password")
-		if err != nil {
-			h, _ = password.Hash("bucketmail-dummy-password")
-		}
-		d.dummy = h
-	})
-	return d.dummy
 }
 
 // get reads a user and its stored hash ("" if none).
@@ -212,18 +187,16 @@ func (d *DB) parse(address string, m map[string]string) (*userdb.User, error) {
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
 	address = userdb.Normalize(address)
 	u, hash, err := d.get(ctx, address)
-	if errors.Is(err, userdb.ErrNotFound) || err == nil && hash == "" {
-		d.verify(ctx, d.dummyHash(), pw)
-		return nil, fmt.Errorf("userdb: authenticate %s: %w", address, userdb.ErrAuthFailed)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, userdb.ErrNotFound) {
 		return nil, err
 	}
-	ok, err := d.verify(ctx, hash, pw)
+	// hash is "" for an unknown user: Check spends the same work on it.
+	ok, err := d.check.Check(ctx, hash, pw)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("userdb: authenticate %s: %w", address, ctxErr)
 		}
+		// An unreadable stored hash: nobody can log in; say why.
 		return nil, fmt.Errorf("userdb: authenticate %s: %w: %w", address, userdb.ErrAuthFailed, err)
 	}
 	if !ok || u.Disabled {
