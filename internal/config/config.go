@@ -74,6 +74,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -135,6 +136,79 @@ type Config struct {
 	// UserDB selects the user database: `userdb = "URL"` or a [userdb]
 	// table with url and backend options.
 	UserDB UserDB `toml:"userdb"`
+
+	// MetaDB is the metadata database (--metadb): "sqlite" (default:
+	// data_dir/index.db) or a postgres://… / postgresql://… URL shared by
+	// every server of a cluster (DESIGN §1). The URL may hold a password:
+	// LogValue masks it.
+	MetaDB string `toml:"metadb"`
+	// Bus is the notification bus between servers (--bus): "local"
+	// (default, one server), nats://host:port or postgres://… (LISTEN/NOTIFY).
+	Bus string `toml:"bus"`
+	// NodeName names this server in bus events and logs (--node-name).
+	// Default: Hostname.
+	NodeName string `toml:"node_name"`
+	// Cluster holds the settings of several servers on one bucket.
+	Cluster Cluster `toml:"cluster"`
+}
+
+// Cluster configures several servers sharing one bucket and metadata
+// database (issue 6).
+type Cluster struct {
+	// PollInterval: while the bus is down (or with no bus across
+	// processes), how often a server re-reads the store for the accounts
+	// its sessions watch. 0: DefaultPollInterval.
+	PollInterval time.Duration `toml:"poll_interval"`
+	// ConsistencyWindow: after an "updating" event for an account, how
+	// long servers bypass their auth/user caches and read consistently.
+	// 0: DefaultConsistencyWindow.
+	ConsistencyWindow time.Duration `toml:"consistency_window"`
+}
+
+// Metadata database and bus selectors.
+const (
+	MetaDBSQLite = "sqlite"
+	BusLocal     = "local"
+	// DefaultPollInterval is Cluster.PollInterval's default.
+	DefaultPollInterval = 2 * time.Second
+	// DefaultConsistencyWindow is Cluster.ConsistencyWindow's default.
+	DefaultConsistencyWindow = 15 * time.Second
+)
+
+// MetaDBKind returns "sqlite" or "postgres", or "" for an unknown value.
+func (c *Config) MetaDBKind() string {
+	switch {
+	case c.MetaDB == MetaDBSQLite:
+		return "sqlite"
+	case strings.HasPrefix(c.MetaDB, "postgres://"), strings.HasPrefix(c.MetaDB, "postgresql://"):
+		return "postgres"
+	}
+	return ""
+}
+
+// BusKind returns "local", "nats" or "postgres", or "" for an unknown value.
+func (c *Config) BusKind() string {
+	switch {
+	case c.Bus == BusLocal:
+		return "local"
+	case strings.HasPrefix(c.Bus, "nats://"):
+		return "nats"
+	case strings.HasPrefix(c.Bus, "postgres://"), strings.HasPrefix(c.Bus, "postgresql://"):
+		return "postgres"
+	}
+	return ""
+}
+
+// redactURL masks the password of a URL-shaped setting.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
 
 // UserDBSQLite is the default user database: the embedded one, in the
@@ -336,7 +410,30 @@ type Auth struct {
 	// CacheNegativeTTL: how long a failed login or unknown address is
 	// reused ("1m"). 0: 1 minute; negative: not cached.
 	CacheNegativeTTL time.Duration `toml:"cache_negative_ttl"`
+
+	// LocalPartCase: how the local part of an address is compared.
+	// "lower" (default, as Dovecot's auth_username_format=%Lu for most
+	// installs): case-insensitive, folded to lower case; "keep":
+	// compared as written (the domain is always case-insensitive).
+	LocalPartCase string `toml:"local_part_case"`
+	// Normalize: Unicode normalization of addresses before lookup.
+	// "nfc" (default, RFC 6532 §3.1 recommends NFC) or "none".
+	Normalize string `toml:"normalize"`
+	// ThrottleMaxDelay bounds the growing delay before the answer to a
+	// failed login, per remote IP and per account ("15s"). 0: 15 s;
+	// negative: no throttling beyond the fixed per-connection delay.
+	ThrottleMaxDelay time.Duration `toml:"throttle_max_delay"`
 }
+
+// Local-part case handling and normalization choices (Auth).
+const (
+	LocalPartLower = "lower"
+	LocalPartKeep  = "keep"
+	NormalizeNFC   = "nfc"
+	NormalizeNone  = "none"
+	// DefaultThrottleMaxDelay is Auth.ThrottleMaxDelay's default.
+	DefaultThrottleMaxDelay = 15 * time.Second
+)
 
 // Log configures logging.
 type Log struct {
@@ -399,6 +496,30 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.UserDB.URL == "" {
 		c.UserDB.URL = UserDBSQLite
+	}
+	if c.MetaDB == "" {
+		c.MetaDB = MetaDBSQLite
+	}
+	if c.Bus == "" {
+		c.Bus = BusLocal
+	}
+	if c.NodeName == "" {
+		c.NodeName = c.Hostname
+	}
+	if c.Cluster.PollInterval == 0 {
+		c.Cluster.PollInterval = DefaultPollInterval
+	}
+	if c.Cluster.ConsistencyWindow == 0 {
+		c.Cluster.ConsistencyWindow = DefaultConsistencyWindow
+	}
+	if c.Auth.LocalPartCase == "" {
+		c.Auth.LocalPartCase = LocalPartLower
+	}
+	if c.Auth.Normalize == "" {
+		c.Auth.Normalize = NormalizeNFC
+	}
+	if c.Auth.ThrottleMaxDelay == 0 {
+		c.Auth.ThrottleMaxDelay = DefaultThrottleMaxDelay
 	}
 }
 
@@ -514,6 +635,27 @@ func (c *Config) Validate() error {
 	if c.Cache.Policy != CachePolicyLRU && c.Cache.Policy != CachePolicyCount {
 		bad("cache.policy", "%q: want %s or %s", c.Cache.Policy, CachePolicyLRU, CachePolicyCount)
 	}
+	if c.MetaDBKind() == "" {
+		bad("metadb", "%q: want sqlite or postgres://…", redactURL(c.MetaDB))
+	}
+	if c.BusKind() == "" {
+		bad("bus", "%q: want local, nats://host:port or postgres://…", redactURL(c.Bus))
+	}
+	if c.NodeName == "" || strings.ContainsAny(c.NodeName, " \t\r\n") || len(c.NodeName) > 255 {
+		bad("node_name", "%q: want 1..255 characters without spaces", c.NodeName)
+	}
+	if c.Cluster.PollInterval < 10*time.Millisecond || c.Cluster.PollInterval > time.Hour {
+		bad("cluster.poll_interval", "%s: want a duration from 10ms to 1h", c.Cluster.PollInterval)
+	}
+	if c.Cluster.ConsistencyWindow < 0 || c.Cluster.ConsistencyWindow > time.Hour {
+		bad("cluster.consistency_window", "%s: want a duration from 1ms to 1h", c.Cluster.ConsistencyWindow)
+	}
+	if c.Auth.LocalPartCase != LocalPartLower && c.Auth.LocalPartCase != LocalPartKeep {
+		bad("auth.local_part_case", "%q: want %s or %s", c.Auth.LocalPartCase, LocalPartLower, LocalPartKeep)
+	}
+	if c.Auth.Normalize != NormalizeNFC && c.Auth.Normalize != NormalizeNone {
+		bad("auth.normalize", "%q: want %s or %s", c.Auth.Normalize, NormalizeNFC, NormalizeNone)
+	}
 	return errors.Join(errs...)
 }
 
@@ -556,6 +698,11 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("cache.max_bytes", c.Cache.MaxBytes),
 		slog.String("cache.policy", c.Cache.Policy),
 		slog.String("userdb", c.UserDB.Redacted()),
+		slog.String("metadb", redactURL(c.MetaDB)),
+		slog.String("bus", redactURL(c.Bus)),
+		slog.String("node_name", c.NodeName),
+		slog.String("auth.local_part_case", c.Auth.LocalPartCase),
+		slog.String("auth.normalize", c.Auth.Normalize),
 	)
 }
 
@@ -600,6 +747,9 @@ type Flags struct {
 	S3Prefix    string
 	S3PathStyle bool
 	UserDB      string
+	MetaDB      string
+	Bus         string
+	NodeName    string
 	fs          *flag.FlagSet
 }
 
@@ -616,6 +766,9 @@ func RegisterFlags(fs *flag.FlagSet, serverFlags bool) *Flags {
 	fs.StringVar(&f.S3Prefix, "s3-prefix", "", "key `prefix` inside the bucket")
 	fs.BoolVar(&f.S3PathStyle, "s3-path-style", false, "path-style S3 addressing (endpoint/bucket/key)")
 	fs.StringVar(&f.UserDB, "userdb", "", "user database `URL`: sqlite (default), passwd-file:/path, postgres://…, mysql://…, redis://…, dynamodb://TABLE")
+	fs.StringVar(&f.MetaDB, "metadb", "", "metadata database: sqlite (default, in data-dir) or postgres://… `URL`")
+	fs.StringVar(&f.Bus, "bus", "", "notification bus: local (default), nats://host:port or postgres://… `URL`")
+	fs.StringVar(&f.NodeName, "node-name", "", "this server's `name` in bus events and logs (default the host name)")
 	if serverFlags {
 		fs.StringVar(&f.IMAPListen, "imap-listen", "", "IMAP `host:port` (default "+DefaultIMAPListen+")")
 		fs.StringVar(&f.IMAPSListen, "imaps-listen", "", "implicit-TLS IMAP `host:port` (default off; needs tls in the config)")
@@ -658,6 +811,12 @@ func (f *Flags) Load() (Config, error) {
 			c.S3.PathStyle = f.S3PathStyle
 		case "userdb":
 			c.UserDB.URL = f.UserDB
+		case "metadb":
+			c.MetaDB = f.MetaDB
+		case "bus":
+			c.Bus = f.Bus
+		case "node-name":
+			c.NodeName = f.NodeName
 		}
 	})
 	c.ApplyDefaults()

@@ -29,6 +29,11 @@ func TestDefaults(t *testing.T) {
 		Cache:    Cache{Dir: "bucketmail-data/cache", MaxBytes: 1 << 30, Policy: "lru"},
 		Journal:  Journal{Interval: time.Second},
 		UserDB:   UserDB{URL: "sqlite"},
+		Auth:     Auth{LocalPartCase: "lower", Normalize: "nfc", ThrottleMaxDelay: 15 * time.Second},
+		MetaDB:   "sqlite",
+		Bus:      "local",
+		NodeName: host,
+		Cluster:  Cluster{PollInterval: 2 * time.Second, ConsistencyWindow: 15 * time.Second},
 	}
 	if c != want {
 		t.Fatalf("Defaults() = %+v\nwant %+v", c, want)
@@ -119,14 +124,17 @@ interval = "250ms"
 		IMAP:     IMAP{Listen: "127.0.0.1:1143", TLSListen: "0.0.0.0:993"},
 		LMTP:     LMTP{Listen: "/run/bm/lmtp", MaxMessageSize: 1000, RecipientDelimiter: "none"},
 		TLS:      TLS{CertFile: "/etc/c.pem", KeyFile: "/etc/k.pem"},
-		Auth:     Auth{AllowInsecure: true, CacheMaxEntries: 100, CacheTTL: 2 * time.Minute, CacheNegativeTTL: -time.Second},
-		Log:      Log{Level: "debug", Format: "json", Trace: true},
+		Auth: Auth{AllowInsecure: true, CacheMaxEntries: 100, CacheTTL: 2 * time.Minute, CacheNegativeTTL: -time.Second,
+			LocalPartCase: "lower", Normalize: "nfc", ThrottleMaxDelay: 15 * time.Second},
+		Log: Log{Level: "debug", Format: "json", Trace: true},
 		S3: s3.Config{Endpoint: "http://127.0.0.1:7070", Region: "eu-west-3", Bucket: "mail", Prefix: "p2", PathStyle: true,
 			CredentialsFile: "/etc/bm/s3.cred", CAFile: "/etc/bm/ca.pem", InsecureSkipVerify: true,
 			IdleTimeout: 3 * time.Second, MaxAttempts: 2},
 		Cache:   Cache{Dir: "/srv/mail/cache", MaxBytes: 4096, Policy: "count"},
 		Journal: Journal{Interval: 250 * time.Millisecond},
 		UserDB:  UserDB{URL: "sqlite"},
+		MetaDB:  "sqlite", Bus: "local", NodeName: "mx.example.org",
+		Cluster: Cluster{PollInterval: 2 * time.Second, ConsistencyWindow: 15 * time.Second},
 	}
 	if c != want {
 		t.Fatalf("Load() = %+v\nwant %+v", c, want)
@@ -206,6 +214,10 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		TLS:      TLS{KeyFile: "/k.pem"},
 		Log:      Log{Level: "loud", Format: "xml"},
 		Journal:  Journal{Interval: 2 * time.Minute},
+		MetaDB:   "mysql://u:secret@h/db",
+		Bus:      "kafka://h",
+		Cluster:  Cluster{PollInterval: time.Millisecond},
+		Auth:     Auth{LocalPartCase: "upper", Normalize: "nfd"},
 	}
 	c.ApplyDefaults()
 	err := c.Validate()
@@ -217,6 +229,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"lmtp.max_message_size:", "lmtp.recipient_delimiter:", "tls: cert_file and key_file",
 		"log.level:", "log.format:", "journal.interval: 2m0s",
 		"lmtp.max_line_length: -1", "lmtp.max_connections: -1",
+		"node_name: \"bad host\"", "metadb: \"mysql://u:xxxxx@h/db\"", "bus: \"kafka://h\"",
+		"cluster.poll_interval: 1ms", "auth.local_part_case: \"upper\"", "auth.normalize: \"nfd\"",
 	}
 	msg := err.Error()
 	for _, k := range wantKeys {
@@ -373,5 +387,25 @@ user_query = "SELECT quota FROM mailbox WHERE username = '%u'"
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("load(%q) = %v, want an error containing %q", tc.file, err, tc.want)
 		}
+	}
+}
+
+func TestClusterFlags(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f := RegisterFlags(fs, true)
+	if err := fs.Parse([]string{"--metadb", "postgres://bm:pw@127.0.0.1:5432/mail", "--bus=nats://127.0.0.1:4222",
+		"--node-name", "mx2"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Load()
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.MetaDB != "postgres://bm:pw@127.0.0.1:5432/mail" || c.MetaDBKind() != "postgres" ||
+		c.Bus != "nats://127.0.0.1:4222" || c.BusKind() != "nats" || c.NodeName != "mx2" {
+		t.Fatalf("Load() = metadb %q (%s), bus %q (%s), node %q", c.MetaDB, c.MetaDBKind(), c.Bus, c.BusKind(), c.NodeName)
+	}
+	if got := c.LogValue().String(); strings.Contains(got, ":pw@") || !strings.Contains(got, "metadb=postgres://bm:xxxxx@127.0.0.1:5432/mail") {
+		t.Errorf("LogValue = %s", got)
 	}
 }
