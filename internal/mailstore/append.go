@@ -164,7 +164,7 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 		s.log.Warn("mailstore: UID reservation overtaken by another writer; object metadata uid is stale",
 			"account", a.name, "mailbox", name, "reserved", uid, "uid", res.UID, "key", key)
 	}
-	s.hub.publish(a.name)
+	s.hub.publish(Change{Account: a.name, Kind: ChangeNewMail, MailboxGUID: mb.GUID, ModSeq: res.ModSeq})
 	return res, nil
 }
 

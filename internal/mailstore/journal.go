@@ -113,7 +113,7 @@ func (s *Store) runJournal(ctx context.Context) error {
 		j.dirty[n] = true
 	}
 	s.jrn = j
-	s.hub.onPublish = s.markDirty
+	s.hub.onPublish = func(ch Change) { s.markDirty(ch.Account) }
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	j.stop = cancel
 	go s.journalLoop(lctx)

@@ -57,7 +57,7 @@ func (s *Store) account(ctx context.Context, name string) (*Account, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: account %s: %w", name, err)
 	}
-	s.hub.publish(name)
+	s.hub.publish(Change{Account: name, Kind: ChangeMailboxes})
 	return &Account{s: s, id: id, name: name}, nil
 }
 
@@ -116,7 +116,7 @@ func (s *Store) deleteAccount(ctx context.Context, name string) error {
 	}
 	s.deleteBlobs(ctx, keys)
 	s.deleteJournal(ctx, name)
-	s.hub.publish(name)
+	s.hub.publish(Change{Account: name, Kind: ChangeAccountDeleted})
 	return nil
 }
 
@@ -315,7 +315,7 @@ func (a *Account) createMailbox(ctx context.Context, name, specialUse string) (M
 	if err != nil {
 		return Mailbox{}, fmt.Errorf("mailstore: create %q: %w", n, err)
 	}
-	a.s.hub.publish(a.name)
+	a.s.hub.publish(Change{Account: a.name, Kind: ChangeMailboxes})
 	a.s.journalNow(ctx, a.name)
 	return mb, nil
 }
@@ -347,7 +347,7 @@ func (a *Account) deleteMailbox(ctx context.Context, name string) error {
 	}
 	a.s.dropSeq(id)
 	a.s.deleteBlobs(ctx, keys)
-	a.s.hub.publish(a.name)
+	a.s.hub.publish(Change{Account: a.name, Kind: ChangeMailboxes})
 	a.s.journalNow(ctx, a.name)
 	return nil
 }
@@ -504,7 +504,7 @@ func (a *Account) renameMailbox(ctx context.Context, oldName, newName string) er
 	if err != nil {
 		return fmt.Errorf("mailstore: rename %q to %q: %w", on, nn, err)
 	}
-	a.s.hub.publish(a.name)
+	a.s.hub.publish(Change{Account: a.name, Kind: ChangeMailboxes})
 	a.s.journalNow(ctx, a.name)
 	return nil
 }

@@ -246,7 +246,7 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 		return nil, nil, fmt.Errorf("mailstore: store flags %d: %w", mailboxID, err)
 	}
 	if len(changed) > 0 {
-		a.s.hub.publish(a.name)
+		a.s.hub.publish(Change{Account: a.name, Kind: ChangeFlags, ModSeq: changed[0].ModSeq})
 	}
 	return changed, failed, nil
 }
@@ -320,7 +320,7 @@ func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) (
 	}
 	a.s.deleteBlobs(ctx, gone)
 	if len(removed) > 0 {
-		a.s.hub.publish(a.name)
+		a.s.hub.publish(Change{Account: a.name, Kind: ChangeExpunge, Gone: gone})
 		a.s.journalNow(ctx, a.name)
 	}
 	return removed, nil
@@ -445,7 +445,11 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 		return fail(err)
 	}
 	if len(res.SrcUIDs) > 0 {
-		a.s.hub.publish(a.name)
+		kind := ChangeNewMail
+		if move {
+			kind = ChangeExpunge
+		}
+		a.s.hub.publish(Change{Account: a.name, Kind: kind})
 		a.s.journalNow(ctx, a.name)
 	}
 	return res, nil

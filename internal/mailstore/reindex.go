@@ -370,7 +370,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 	if err != nil {
 		return st, err
 	}
-	s.hub.publish(account)
+	s.hub.publish(Change{Account: account, Kind: ChangeMailboxes})
 	// A fresh snapshot: the next rebuild reads one object, not the HEADs.
 	if err := s.flushAccount(ctx, account, true); err != nil {
 		s.log.Warn("mailstore: reindex: snapshot failed (the index is rebuilt)", "account", account, "err", err)

@@ -34,6 +34,12 @@ type Options struct {
 	// SnapshotAfter is how many journal records an account gathers
 	// before a flush writes a snapshot instead (0: DefaultSnapshotAfter).
 	SnapshotAfter int
+
+	// OnChange, if set, is called after every committed change, in the
+	// goroutine that made it, before the local watchers are woken. It
+	// must not block (the cluster glue hands the change to the bus
+	// asynchronously) and must not call back into the Store.
+	OnChange func(Change)
 }
 
 // Store is the mail store. See the package doc.
@@ -82,6 +88,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		seqs: make(map[int64]*mboxSeq),
 		hub:  newHub(),
 	}
+	s.hub.onChange = opts.OnChange
 	s.cleanSpool()
 	if err := s.startJournal(ctx); err != nil {
 		return nil, fmt.Errorf("mailstore: open: journal: %w", err)
