@@ -150,6 +150,15 @@ type Config struct {
 	NodeName string `toml:"node_name"`
 	// Cluster holds the settings of several servers on one bucket.
 	Cluster Cluster `toml:"cluster"`
+	// Metrics configures the Prometheus endpoint.
+	Metrics Metrics `toml:"metrics"`
+}
+
+// Metrics configures the Prometheus metrics endpoint.
+type Metrics struct {
+	// Listen is the host:port of the HTTP endpoint serving /metrics
+	// (--metrics-listen). Empty (the default): off.
+	Listen string `toml:"listen"`
 }
 
 // Cluster configures several servers sharing one bucket and metadata
@@ -635,6 +644,9 @@ func (c *Config) Validate() error {
 	if c.Cache.Policy != CachePolicyLRU && c.Cache.Policy != CachePolicyCount {
 		bad("cache.policy", "%q: want %s or %s", c.Cache.Policy, CachePolicyLRU, CachePolicyCount)
 	}
+	if c.Metrics.Listen != "" {
+		checkTCP("metrics.listen", c.Metrics.Listen)
+	}
 	if c.MetaDBKind() == "" {
 		bad("metadb", "%q: want sqlite or postgres://…", redactURL(c.MetaDB))
 	}
@@ -701,6 +713,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("metadb", redactURL(c.MetaDB)),
 		slog.String("bus", redactURL(c.Bus)),
 		slog.String("node_name", c.NodeName),
+		slog.String("metrics.listen", c.Metrics.Listen),
 		slog.String("auth.local_part_case", c.Auth.LocalPartCase),
 		slog.String("auth.normalize", c.Auth.Normalize),
 	)
@@ -736,21 +749,22 @@ func LoadFile(path string) (Config, error) {
 
 // Flags are the command-line settings that override the file.
 type Flags struct {
-	ConfigPath  string
-	DataDir     string
-	IMAPListen  string
-	IMAPSListen string
-	LMTPListen  string
-	S3Endpoint  string
-	S3Bucket    string
-	S3Region    string
-	S3Prefix    string
-	S3PathStyle bool
-	UserDB      string
-	MetaDB      string
-	Bus         string
-	NodeName    string
-	fs          *flag.FlagSet
+	ConfigPath    string
+	DataDir       string
+	IMAPListen    string
+	IMAPSListen   string
+	LMTPListen    string
+	S3Endpoint    string
+	S3Bucket      string
+	S3Region      string
+	S3Prefix      string
+	S3PathStyle   bool
+	UserDB        string
+	MetaDB        string
+	Bus           string
+	NodeName      string
+	MetricsListen string
+	fs            *flag.FlagSet
 }
 
 // RegisterFlags adds --config and, when serverFlags, the listener flags to
@@ -772,6 +786,7 @@ func RegisterFlags(fs *flag.FlagSet, serverFlags bool) *Flags {
 	if serverFlags {
 		fs.StringVar(&f.IMAPListen, "imap-listen", "", "IMAP `host:port` (default "+DefaultIMAPListen+")")
 		fs.StringVar(&f.IMAPSListen, "imaps-listen", "", "implicit-TLS IMAP `host:port` (default off; needs tls in the config)")
+		fs.StringVar(&f.MetricsListen, "metrics-listen", "", "Prometheus /metrics `host:port` (default off)")
 		fs.StringVar(&f.LMTPListen, "lmtp-listen", "", "LMTP `host:port` or unix socket path (default "+DefaultLMTPListen+")")
 	}
 	return f
@@ -817,6 +832,8 @@ func (f *Flags) Load() (Config, error) {
 			c.Bus = f.Bus
 		case "node-name":
 			c.NodeName = f.NodeName
+		case "metrics-listen":
+			c.Metrics.Listen = f.MetricsListen
 		}
 	})
 	c.ApplyDefaults()
