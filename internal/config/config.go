@@ -650,6 +650,9 @@ func (c *Config) Validate() error {
 	if c.MetaDBKind() == "" {
 		bad("metadb", "%q: want sqlite or postgres://…", redactURL(c.MetaDB))
 	}
+	if c.MetaDBKind() == "postgres" && c.UserDB.Kind() == "sqlite" {
+		bad("userdb", "sqlite is one server's file; with metadb = postgres use a shared user database, e.g. userdb = postgres://… (the metadata database itself will do)")
+	}
 	if c.BusKind() == "" {
 		bad("bus", "%q: want local, nats://host:port or postgres://…", redactURL(c.Bus))
 	}

@@ -394,7 +394,7 @@ func TestClusterFlags(t *testing.T) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f := RegisterFlags(fs, true)
 	if err := fs.Parse([]string{"--metadb", "postgres://bm:pw@127.0.0.1:5432/mail", "--bus=nats://127.0.0.1:4222",
-		"--node-name", "mx2"}); err != nil {
+		"--node-name", "mx2", "--userdb", "postgres://bm:pw@127.0.0.1:5432/mail"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := f.Load()
@@ -407,5 +407,18 @@ func TestClusterFlags(t *testing.T) {
 	}
 	if got := c.LogValue().String(); strings.Contains(got, ":pw@") || !strings.Contains(got, "metadb=postgres://bm:xxxxx@127.0.0.1:5432/mail") {
 		t.Errorf("LogValue = %s", got)
+	}
+}
+
+func TestClusterNeedsSharedUserDB(t *testing.T) {
+	c := Config{MetaDB: "postgres://127.0.0.1/mail"}
+	c.ApplyDefaults()
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "userdb: sqlite is one server's file") {
+		t.Fatalf("Validate = %v, want the shared-userdb error", err)
+	}
+	c.UserDB.URL = "postgres://127.0.0.1/mail"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate with a postgres userdb = %v", err)
 	}
 }
