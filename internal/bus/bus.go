@@ -54,9 +54,13 @@ const (
 	KindMailboxList                     // mailboxes created, deleted or renamed in Account; Mailbox empty
 	KindAccountUpdating                 // Account is about to change (password, quota, …): bypass caches
 	KindAccountUpdated                  // Account has changed: caches may be refilled
+	// KindAccountDeleted: Account and all its mail are gone; drop
+	// everything cached of it. Added after wire version 1 shipped: a
+	// server that does not know it resyncs (ErrInvalid from Unmarshal).
+	KindAccountDeleted
 )
 
-var kindNames = [...]string{"", "new", "flags", "expunge", "mailboxes", "updating", "updated"}
+var kindNames = [...]string{"", "new", "flags", "expunge", "mailboxes", "updating", "updated", "deleted"}
 
 // String returns the wire name ("new", "flags", …).
 func (k Kind) String() string {
@@ -82,6 +86,13 @@ type Event struct {
 	Account string // account name, never empty
 	Mailbox string // mailbox GUID; empty for account-level kinds
 	ModSeq  uint64 // the mailbox's HIGHESTMODSEQ after the change; 0 if none
+	// Address is the user database address (userdb.User.Address) of an
+	// account-level event (updating, updated, deleted) when the
+	// publisher knows it: auth caches are keyed by address, and an
+	// address may differ from its account name (userdb.User.Account).
+	// Empty: receivers use Account as the address. Servers that predate
+	// the field ignore it.
+	Address string
 
 	Origin string // node name of the publishing server
 	Boot   uint64 // identifies one run of the publishing bus (random, nonzero)
@@ -96,7 +107,7 @@ func (e Event) Validate() error {
 	if e.Account == "" {
 		return fmt.Errorf("bus: event: empty account: %w", ErrInvalid)
 	}
-	if n := len(e.Account) + len(e.Mailbox) + len(e.Origin); n > MaxNames {
+	if n := len(e.Account) + len(e.Mailbox) + len(e.Origin) + len(e.Address); n > MaxNames {
 		return fmt.Errorf("bus: event: names %d bytes > %d: %w", n, MaxNames, ErrInvalid)
 	}
 	return nil
@@ -125,6 +136,15 @@ type Subscriber interface {
 	Subscribe(ctx context.Context, account string, queue int) (*Subscription, error)
 }
 
+// Skipper is implemented by buses whose events carry a per-origin
+// sequence (all three here). Skip consumes the next sequence number
+// without sending anything, so receivers see a gap at this origin's next
+// event and resync: a publisher that had to drop an event before handing
+// it to the bus (its own queue overflowed) calls it.
+type Skipper interface {
+	Skip()
+}
+
 // Bus is a Publisher and Subscriber with a lifetime.
 type Bus interface {
 	Publisher
@@ -142,7 +162,7 @@ type Bus interface {
 // payloads must be shorter than 8000 bytes).
 const MaxPayload = 7999
 
-// MaxNames bounds len(Account)+len(Mailbox)+len(Origin) in bytes, so that
+// MaxNames bounds len(Account)+len(Mailbox)+len(Origin)+len(Address) in bytes, so that
 // every valid event of ordinary names fits MaxPayload (Marshal checks the
 // encoding too: JSON escapes can grow a name up to six times).
 const MaxNames = 4096
@@ -159,18 +179,25 @@ type wire struct {
 	O  string `json:"o,omitempty"`
 	B  uint64 `json:"b,omitempty"`
 	S  uint64 `json:"s,omitempty"`
+	AD string `json:"ad,omitempty"`
 }
 
 // Marshal encodes ev as JSON version 1:
 //
 //	{"v":1,"k":"new","a":"alice","m":"GUID","ms":42,"o":"node1","b":123,"s":7}
+//	{"v":1,"k":"updating","a":"alice","o":"node1","b":123,"s":8,"ad":"alice@example.org"}
+//
+// Decoders ignore fields they do not know ("ad" was added within
+// version 1), so a field may be added without a new version when
+// ignoring it is safe; a new kind makes older decoders fail with
+// ErrInvalid, and their buses resync.
 //
 // Errors: ErrInvalid when ev is invalid or the encoding exceeds MaxPayload.
 func Marshal(ev Event) ([]byte, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(wire{V: WireVersion, K: ev.Kind.String(), A: ev.Account, M: ev.Mailbox, MS: ev.ModSeq, O: ev.Origin, B: ev.Boot, S: ev.Seq})
+	b, err := json.Marshal(wire{V: WireVersion, K: ev.Kind.String(), A: ev.Account, M: ev.Mailbox, MS: ev.ModSeq, O: ev.Origin, B: ev.Boot, S: ev.Seq, AD: ev.Address})
 	if err != nil {
 		return nil, fmt.Errorf("bus: marshal: %w", err)
 	}
@@ -197,7 +224,7 @@ func Unmarshal(b []byte) (Event, error) {
 	if !ok {
 		return Event{}, fmt.Errorf("bus: unmarshal: kind %q: %w", w.K, ErrInvalid)
 	}
-	ev := Event{Kind: k, Account: w.A, Mailbox: w.M, ModSeq: w.MS, Origin: w.O, Boot: w.B, Seq: w.S}
+	ev := Event{Kind: k, Account: w.A, Mailbox: w.M, ModSeq: w.MS, Origin: w.O, Boot: w.B, Seq: w.S, Address: w.AD}
 	if err := ev.Validate(); err != nil {
 		return Event{}, err
 	}

@@ -25,7 +25,11 @@ func TestMarshal(t *testing.T) {
 		{"updating", Event{Kind: KindAccountUpdating, Account: "a"}, `{"v":1,"k":"updating","a":"a"}`, nil},
 		{"updated", Event{Kind: KindAccountUpdated, Account: "a"}, `{"v":1,"k":"updated","a":"a"}`, nil},
 		{"zero kind", Event{Account: "a"}, "", ErrInvalid},
-		{"bad kind", Event{Kind: 7, Account: "a"}, "", ErrInvalid},
+		{"deleted", Event{Kind: KindAccountDeleted, Account: "a", Address: "a@example.org"}, `{"v":1,"k":"deleted","a":"a","ad":"a@example.org"}`, nil},
+		{"updating address", Event{Kind: KindAccountUpdating, Account: "acct-7", Address: "bob@example.org", Origin: "n2", Boot: 3, Seq: 1},
+			`{"v":1,"k":"updating","a":"acct-7","o":"n2","b":3,"s":1,"ad":"bob@example.org"}`, nil},
+		{"bad kind", Event{Kind: 8, Account: "a"}, "", ErrInvalid},
+		{"address too long", Event{Kind: KindAccountUpdated, Account: "a", Address: strings.Repeat("x", MaxNames)}, "", ErrInvalid},
 		{"no account", Event{Kind: KindFlags}, "", ErrInvalid},
 		{"names too long", Event{Kind: KindFlags, Account: "a", Mailbox: strings.Repeat("m", MaxNames)}, "", ErrInvalid},
 		{"escapes too long", Event{Kind: KindFlags, Account: "a", Mailbox: strings.Repeat("\x01", 2000)}, "", ErrInvalid},
@@ -55,6 +59,7 @@ func TestUnmarshalErrors(t *testing.T) {
 		{`{"v":2,"k":"new","a":"a"}`, ErrVersion},
 		{`{"k":"new","a":"a"}`, ErrVersion},
 		{`{"v":1,"k":"nope","a":"a"}`, ErrInvalid},
+		{`{"v":1,"k":"resync","a":"a","ad":"x"}`, ErrInvalid},
 		{`{"v":1,"k":"new"}`, ErrInvalid},
 		{`{"v":1,`, ErrInvalid},
 		{``, ErrInvalid},
@@ -63,6 +68,32 @@ func TestUnmarshalErrors(t *testing.T) {
 		if _, err := Unmarshal([]byte(tc.in)); !errors.Is(err, tc.err) {
 			t.Errorf("Unmarshal(%s) err = %v, want %v", tc.in, err, tc.err)
 		}
+	}
+}
+
+// TestUnmarshalUnknownField: a field added later within version 1 is
+// ignored by a decoder (the compatibility rule Marshal documents).
+func TestUnmarshalUnknownField(t *testing.T) {
+	got, err := Unmarshal([]byte(`{"v":1,"k":"new","a":"a","m":"m","ms":3,"zz":"later"}`))
+	want := Event{Kind: KindNewMail, Account: "a", Mailbox: "m", ModSeq: 3}
+	if err != nil || got != want {
+		t.Fatalf("Unmarshal = %+v, %v; want %+v", got, err, want)
+	}
+}
+
+// TestStamperSkip: a skipped sequence number is a gap for the Hub.
+func TestStamperSkip(t *testing.T) {
+	h := NewHub(nil)
+	s, err := h.Subscribe("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStamper("n1")
+	h.Deliver(st.Stamp(Event{Kind: KindNewMail, Account: "a", ModSeq: 1}))
+	st.Skip()
+	h.Deliver(st.Stamp(Event{Kind: KindNewMail, Account: "a", ModSeq: 3}))
+	if got, want := drain(t, s), []int{-1, 3}; !slices.Equal(got, want) {
+		t.Fatalf("after Skip: %v, want %v (resync, then the event after the gap)", got, want)
 	}
 }
 

@@ -260,6 +260,10 @@ func NewStamper(origin string) *Stamper {
 	return &Stamper{origin: origin, boot: boot}
 }
 
+// Skip consumes one sequence number without an event (Skipper): the
+// next Stamp leaves a gap that receivers detect.
+func (st *Stamper) Skip() { st.seq++ }
+
 // Stamp fills ev's Origin, Boot and next Seq.
 func (st *Stamper) Stamp(ev Event) Event {
 	st.seq++

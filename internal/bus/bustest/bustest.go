@@ -57,6 +57,7 @@ func Run(t *testing.T, f Factory) {
 		{"CloseEndsGoroutines", testGoroutines},
 		{"Invalid", testInvalid},
 		{"ServerRestart", testRestart},
+		{"SkipIsGap", testSkip},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f(t)) })
@@ -489,5 +490,37 @@ func testGoroutines(t *testing.T, h Harness) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testSkip: a bus.Skipper's Skip makes receivers (other nodes and its
+// own subscribers) resync at the next event, which then arrives.
+func testSkip(t *testing.T, h Harness) {
+	a := h.New(t, "node-a")
+	sk, ok := a.(bus.Skipper)
+	if !ok {
+		t.Skip("bus does not implement bus.Skipper")
+	}
+	subs := []*bus.Subscription{subscribe(t, a, "", 0)}
+	if h.MultiNode {
+		b := h.New(t, "node-b")
+		subs = append(subs, subscribe(t, b, "", 0))
+	}
+	publish(t, a, bus.Event{Kind: bus.KindNewMail, Account: "x", Mailbox: "m", ModSeq: 1})
+	for _, s := range subs {
+		if ev := next(t, s); ev.ModSeq != 1 || ev.Seq != 1 {
+			t.Fatalf("got %+v, want modseq 1 seq 1", ev)
+		}
+	}
+	sk.Skip()
+	publish(t, a, bus.Event{Kind: bus.KindNewMail, Account: "x", Mailbox: "m", ModSeq: 3})
+	for _, s := range subs {
+		if ev, err := s.Next(ctxT(t)); !errors.Is(err, bus.ErrResync) {
+			t.Fatalf("after Skip: Next = %+v, %v; want ErrResync", ev, err)
+		}
+		if ev := next(t, s); ev.ModSeq != 3 || ev.Seq != 3 {
+			t.Fatalf("got %+v, want modseq 3 seq 3", ev)
+		}
+		quiet(t, s)
 	}
 }

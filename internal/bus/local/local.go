@@ -12,7 +12,10 @@ import (
 	"github.com/bucketmail/bucketmail/internal/bus"
 )
 
-var _ bus.Bus = (*Bus)(nil)
+var (
+	_ bus.Bus     = (*Bus)(nil)
+	_ bus.Skipper = (*Bus)(nil)
+)
 
 // Bus is an in-process bus. It starts no goroutines.
 type Bus struct {
@@ -40,6 +43,14 @@ func (b *Bus) Publish(ctx context.Context, ev bus.Event) error {
 	}
 	b.hub.Deliver(b.st.Stamp(ev))
 	return nil
+}
+
+// Skip implements bus.Skipper: the next event published leaves a gap
+// in the sequence, so receivers resync.
+func (b *Bus) Skip() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.st.Skip()
 }
 
 // Subscribe implements bus.Subscriber.

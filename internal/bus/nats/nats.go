@@ -23,7 +23,10 @@ import (
 	"github.com/bucketmail/bucketmail/internal/bus"
 )
 
-var _ bus.Bus = (*Bus)(nil)
+var (
+	_ bus.Bus     = (*Bus)(nil)
+	_ bus.Skipper = (*Bus)(nil)
+)
 
 // Config configures a NATS bus. The zero value of each optional field is
 // the documented default.
@@ -173,6 +176,14 @@ func (b *Bus) Publish(ctx context.Context, ev bus.Event) error {
 		return fmt.Errorf("bus/nats: publish %s: %v: %w", ev.Account, err, bus.ErrUnavailable)
 	}
 	return nil
+}
+
+// Skip implements bus.Skipper: the next event published leaves a gap
+// in the sequence, so receivers resync.
+func (b *Bus) Skip() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.st.Skip()
 }
 
 // Subscribe implements bus.Subscriber.

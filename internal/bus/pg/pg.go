@@ -26,7 +26,10 @@ import (
 	"github.com/bucketmail/bucketmail/internal/bus"
 )
 
-var _ bus.Bus = (*Bus)(nil)
+var (
+	_ bus.Bus     = (*Bus)(nil)
+	_ bus.Skipper = (*Bus)(nil)
+)
 
 // Config configures a PostgreSQL bus.
 type Config struct {
@@ -213,6 +216,14 @@ func (b *Bus) closePub() {
 	b.pub.Close(cctx)
 	cancel()
 	b.pub = nil
+}
+
+// Skip implements bus.Skipper: the next event published leaves a gap
+// in the sequence, so receivers resync.
+func (b *Bus) Skip() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.st.Skip()
 }
 
 // Subscribe implements bus.Subscriber.
