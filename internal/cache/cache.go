@@ -77,6 +77,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -852,6 +853,66 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	err := c.inner.Delete(ctx, key)
 	c.drop(key)
 	return err
+}
+
+// Keys returns the keys of the objects cached now whose key starts with
+// prefix ("" for all), in no particular order. It scans every entry
+// (O(objects)); the cluster glue calls it when another server expunged
+// mail of an account (prefix: the account's key prefix).
+func (c *Cache) Keys(prefix string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k := range c.entries {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Evict drops the local copies of keys (those cached; others are
+// ignored) and spoils fills of them in progress. The inner store is
+// untouched: for objects another server deleted, or that must not stay
+// on this disk (a deleted account). It returns how many copies it
+// dropped; they do not count as evictions in Stats (which counts room
+// made by the policy).
+func (c *Cache) Evict(keys ...string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range keys {
+		if f := c.fills[k]; f != nil {
+			f.stale = true
+		}
+		if e := c.entries[k]; e != nil {
+			c.removeLocked(e)
+			n++
+		}
+	}
+	return n
+}
+
+// EvictPrefix drops the local copy of every object whose key starts with
+// prefix (e.g. everything of a deleted account) and spoils fills of such
+// keys in progress; the inner store is untouched. It returns how many
+// copies it dropped.
+func (c *Cache) EvictPrefix(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, f := range c.fills {
+		if strings.HasPrefix(k, prefix) {
+			f.stale = true
+		}
+	}
+	n := 0
+	for k, e := range c.entries {
+		if strings.HasPrefix(k, prefix) {
+			c.removeLocked(e)
+			n++
+		}
+	}
+	return n
 }
 
 // Purge empties the cache: every local copy and every counter. Fills in
