@@ -107,13 +107,17 @@ func OpenSQLite(ctx context.Context, path string) (*sql.DB, error) {
 // only if the recorded version is below i+1. A recorded version above
 // len(migrations) gives ErrSchema (a newer binary wrote the file). Safe to
 // call at every open and from several processes (BEGIN IMMEDIATE
-// serialises them).
+// serialises them) or servers (on PostgreSQL each step first takes an
+// advisory transaction lock and creates schema_version if missing).
+// migrations must be in db's dialect (DialectOf).
 func Migrate(ctx context.Context, db *sql.DB, component string, migrations []string) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+	if DialectOf(db) == SQLite {
+		if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
 		component TEXT PRIMARY KEY,
 		version   INTEGER NOT NULL
 	) WITHOUT ROWID`); err != nil {
-		return fmt.Errorf("metadb: migrate %s: %w", component, err)
+			return fmt.Errorf("metadb: migrate %s: %w", component, err)
+		}
 	}
 	for {
 		done, err := migrateOne(ctx, db, component, migrations)
@@ -134,6 +138,20 @@ func migrateOne(ctx context.Context, db *sql.DB, component string, migrations []
 		return false, fmt.Errorf("metadb: migrate %s: %w", component, err)
 	}
 	defer tx.Rollback()
+	if DialectOf(db) == Postgres {
+		// Servers starting together: one migrates, the others wait and
+		// then find nothing to do. CREATE TABLE IF NOT EXISTS is not safe
+		// against a concurrent create without the lock.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, migrateLockKey); err != nil {
+			return false, fmt.Errorf("metadb: migrate %s: lock: %w", component, err)
+		}
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+			component TEXT COLLATE "C" PRIMARY KEY,
+			version   BIGINT NOT NULL
+		)`); err != nil {
+			return false, fmt.Errorf("metadb: migrate %s: %w", component, err)
+		}
+	}
 	var v int
 	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version WHERE component = ?`, component).Scan(&v)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
