@@ -182,7 +182,7 @@ func (a *Account) insertMessage(ctx context.Context, tx *sql.Tx, mailboxID int64
 	var maxUID sql.NullInt64
 	if err := p.QueryRowContext(ctx, `SELECT max(u) FROM (
 		SELECT max(uid) AS u FROM messages WHERE mailbox_id = ?
-		UNION ALL SELECT max(uid) FROM expunged WHERE mailbox_id = ?)`, mailboxID, mailboxID).Scan(&maxUID); err != nil {
+		UNION ALL SELECT max(uid) FROM expunged WHERE mailbox_id = ?) AS t`, mailboxID, mailboxID).Scan(&maxUID); err != nil {
 		return 0, 0, err
 	}
 	if maxUID.Valid && int64(uid) <= maxUID.Int64 {
@@ -208,8 +208,10 @@ func (a *Account) insertMessage(ctx context.Context, tx *sql.Tx, mailboxID int64
 		subject, from_addr, to_addr, cc_addr, bcc_addr, date, message_id)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		mailboxID, uid, key, bits, strings.Join(ckw, " "), modseq,
-		date.Unix(), tzOff, time.Now().Unix(), in.Size, in.SHA256[:], d.envelope, d.bodyStructure, d.body, d.structure, d.header,
-		d.subject, d.from, d.to, d.cc, d.bcc, d.date, d.messageID); err != nil {
+		date.Unix(), tzOff, time.Now().Unix(), in.Size, in.SHA256[:],
+		a.s.anyBytes(d.envelope), a.s.anyBytes(d.bodyStructure), a.s.anyBytes(d.body), d.structure, d.header,
+		a.s.anyBytes(d.subject), a.s.anyBytes(d.from), a.s.anyBytes(d.to), a.s.anyBytes(d.cc), a.s.anyBytes(d.bcc),
+		d.date, a.s.anyBytes(d.messageID)); err != nil {
 		return 0, 0, err
 	}
 	return uid, modseq, nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+
+	"github.com/bucketmail/bucketmail/internal/metadb"
 )
 
 // Group commit.
@@ -26,6 +28,13 @@ import (
 // failed, the commit's error if the commit failed, else nil. When the
 // batch is done, leadership passes to the first caller still queued (so
 // no caller leads for longer than one batch) or lapses if none is.
+//
+// On PostgreSQL the batch's transaction starts by taking the cluster-wide
+// write lock (metadb.BeginWrite), so batches of different servers run one
+// after another, never interleaved: every read-then-write step of an
+// operation (HIGHESTMODSEQ+1, UIDNEXT, the max-UID check of an insert)
+// sees every earlier batch of every server committed, as on SQLite.
+// The lock is held until the batch's commit.
 //
 // Invariants kept: operations run one at a time, in queue order, in one
 // transaction, so UIDNEXT and HIGHESTMODSEQ grow exactly as they did with
@@ -118,7 +127,7 @@ func (q *writeQueue) runBatch(db *sql.DB, log *slog.Logger) {
 	done = ops
 	// The transaction is the batch's, not any caller's: one caller going
 	// away must not roll back the others.
-	tx, err := db.BeginTx(context.Background(), nil)
+	tx, err := metadb.BeginWrite(context.Background(), db)
 	if err != nil {
 		for _, op := range ops {
 			op.err = err

@@ -218,6 +218,7 @@ func TestGroupCommitCancelled(t *testing.T) {
 // TestStmtCache: hot queries are prepared once and reused; past
 // maxCachedStmts distinct texts, queries still run, unprepared.
 func TestStmtCache(t *testing.T) {
+	sqliteOnly(t, "pgx caches prepared statements itself; the store's cache is off")
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.account("st@example.org")

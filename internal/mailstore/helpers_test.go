@@ -15,14 +15,15 @@ import (
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 	blobfs "github.com/bucketmail/bucketmail/internal/blob/fs"
-	"github.com/bucketmail/bucketmail/internal/metadb"
 )
 
-// env is a store on a real SQLite file and a real filesystem blob store
-// in a temp dir.
+// env is a store on a real metadata database (a SQLite file, or a
+// PostgreSQL database on the PostgreSQL run: main_test.go) and a real
+// filesystem blob store in a temp dir.
 type env struct {
 	t     testing.TB
 	dir   string
+	dsn   string // newMetaDB
 	db    *sql.DB
 	blobs blob.Store
 	fs    *blobfs.Store
@@ -32,6 +33,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir()}
+	e.dsn = newMetaDB(t, filepath.Join(e.dir, "meta.db"))
 	fsStore, err := blobfs.New(filepath.Join(e.dir, "blobs"))
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +48,7 @@ func newEnv(t testing.TB) *env {
 func (e *env) open() {
 	e.t.Helper()
 	ctx := context.Background()
-	db, err := metadb.OpenSQLite(ctx, filepath.Join(e.dir, "meta.db"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	db := openMetaDB(e.t, e.dsn)
 	e.db = db
 	s, err := Open(ctx, Options{DB: db, Blobs: e.blobs, SpoolDir: filepath.Join(e.dir, "spool")})
 	if err != nil {

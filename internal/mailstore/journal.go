@@ -63,6 +63,36 @@ CREATE TABLE journal_blobs (
 	`ALTER TABLE journal_mailboxes ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
 }
 
+// journalMigrationsPG is journalMigrations for PostgreSQL (same
+// versions; types as in metadb.MailMigrationsPG).
+var journalMigrationsPG = []string{`
+CREATE TABLE journal_accounts (
+	account_id     BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+	seq            BIGINT NOT NULL,
+	snapshot_seq   BIGINT NOT NULL,
+	since_snapshot BIGINT NOT NULL
+);
+CREATE TABLE journal_mailboxes (
+	guid        TEXT COLLATE "C" PRIMARY KEY,
+	account_id  BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name        TEXT COLLATE "C" NOT NULL,
+	uidvalidity BIGINT NOT NULL,
+	special_use TEXT COLLATE "C" NOT NULL,
+	modseq      BIGINT NOT NULL
+);
+CREATE INDEX journal_mailboxes_account ON journal_mailboxes (account_id);
+CREATE TABLE journal_subs (
+	account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name       TEXT COLLATE "C" NOT NULL,
+	PRIMARY KEY (account_id, name)
+);
+CREATE TABLE journal_blobs (
+	key TEXT COLLATE "C" PRIMARY KEY
+);
+`,
+	`ALTER TABLE journal_mailboxes ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;`,
+}
+
 // journaler runs the background flushes.
 type journaler struct {
 	mu    sync.Mutex
@@ -75,7 +105,11 @@ type journaler struct {
 }
 
 func (s *Store) startJournal(ctx context.Context) error {
-	if err := metadb.Migrate(ctx, s.db, "journal", journalMigrations); err != nil {
+	migrations := journalMigrations
+	if s.dialect == metadb.Postgres {
+		migrations = journalMigrationsPG
+	}
+	if err := metadb.Migrate(ctx, s.db, "journal", migrations); err != nil {
 		return err
 	}
 	if s.opts.JournalInterval <= 0 {
@@ -274,7 +308,7 @@ func (s *Store) flushAccount(ctx context.Context, account string, snapshot bool)
 		}
 		var since int64
 		err = tx.QueryRowContext(ctx, `INSERT INTO journal_accounts (account_id, seq, snapshot_seq, since_snapshot)
-			VALUES (?, 1, 0, 0) ON CONFLICT (account_id) DO UPDATE SET seq = seq + 1
+			VALUES (?, 1, 0, 0) ON CONFLICT (account_id) DO UPDATE SET seq = journal_accounts.seq + 1
 			RETURNING seq, since_snapshot`, st.accountID).Scan(&st.seq, &since)
 		if err != nil {
 			return err
@@ -424,7 +458,7 @@ func (s *Store) journalDiff(ctx context.Context, tx *sql.Tx, w *journal.Writer, 
 		var maxUID sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT max(u) FROM (
 			SELECT max(uid) AS u FROM messages WHERE mailbox_id = ?
-			UNION ALL SELECT max(uid) FROM expunged WHERE mailbox_id = ?)`, c.id, c.id).Scan(&maxUID); err != nil {
+			UNION ALL SELECT max(uid) FROM expunged WHERE mailbox_id = ?) AS t`, c.id, c.id).Scan(&maxUID); err != nil {
 			return err
 		}
 		mb.Committed = uint32(maxUID.Int64 + 1)
@@ -583,7 +617,7 @@ func saveJState(ctx context.Context, tx *sql.Tx, st *jstate) error {
 	for _, mb := range st.mboxes {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO journal_mailboxes (guid, account_id, name, uidvalidity, special_use, modseq)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guid) DO UPDATE SET name = excluded.name,
-			uidvalidity = excluded.uidvalidity, special_use = excluded.special_use, modseq = max(modseq, excluded.modseq)`,
+			uidvalidity = excluded.uidvalidity, special_use = excluded.special_use, modseq = max(journal_mailboxes.modseq, excluded.modseq)`,
 			mb.GUID, st.accountID, mb.Name, mb.UIDValidity, mb.SpecialUse, st.modseqs[mb.GUID]); err != nil {
 			return err
 		}

@@ -94,7 +94,7 @@ func (s *Store) deleteAccount(ctx context.Context, name string) error {
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value)
 			SELECT 'uidvalidity-floor', next_uidvalidity FROM accounts WHERE id = ?
-			ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)`, id); err != nil {
+			ON CONFLICT (name) DO UPDATE SET value = max(counters.value, excluded.value)`, id); err != nil {
 			return err
 		}
 		// Messages and expunge logs go with their mailboxes; then the
@@ -204,7 +204,8 @@ func createParents(ctx context.Context, tx *sql.Tx, accountID int64, name string
 
 const mailboxCols = `m.id, m.guid, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use,
 	EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name),
-	count(x.id), coalesce(sum((x.flags & 1) = 0), 0), coalesce(sum((x.flags & 8) != 0), 0), coalesce(sum(x.size), 0)`
+	count(x.id), count(CASE WHEN (x.flags & 1) = 0 THEN 1 END), count(CASE WHEN (x.flags & 8) != 0 THEN 1 END),
+	CAST(coalesce(sum(x.size), 0) AS BIGINT)`
 
 func scanMailbox(sc interface{ Scan(...any) error }) (Mailbox, error) {
 	var m Mailbox
@@ -479,7 +480,7 @@ func (a *Account) renameMailbox(ctx context.Context, oldName, newName string) er
 		}
 		for _, m := range moves {
 			if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET name = ? WHERE id = ?`,
-				fmt.Sprintf("\x00rename\x00%d", m.id), m.id); err != nil {
+				fmt.Sprintf("\x01rename\x01%d", m.id), m.id); err != nil {
 				return err
 			}
 		}

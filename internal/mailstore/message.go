@@ -284,7 +284,7 @@ func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) (
 			return rows.Err()
 		}
 		if uids == nil {
-			err = collect("1", nil, func(uint32) bool { return true })
+			err = collect("1 = 1", nil, func(uint32) bool { return true })
 		} else {
 			err = uidChunks(sortedUIDs(uids), collect)
 		}

@@ -8,6 +8,7 @@ import (
 // TestQueryPlans: the hot queries use their indexes (no full scans of
 // messages or expunged).
 func TestQueryPlans(t *testing.T) {
+	sqliteOnly(t, "EXPLAIN QUERY PLAN")
 	e := newEnv(t)
 	for _, tc := range []struct {
 		query string

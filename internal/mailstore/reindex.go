@@ -365,7 +365,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 		return st, nil
 	}
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
-		return writeRebuilt(ctx, tx, account, list, deleted, subs, blobs, nextUV, maxSeq)
+		return s.writeRebuilt(ctx, tx, account, list, deleted, subs, blobs, nextUV, maxSeq)
 	})
 	if err != nil {
 		return st, err
@@ -379,7 +379,7 @@ func (s *Store) reindex(ctx context.Context, account string, dryRun bool) (Reind
 }
 
 // writeRebuilt replaces the account's rows with the rebuilt state.
-func writeRebuilt(ctx context.Context, tx *sql.Tx, account string, list []*rmbox, deleted, subs map[string]bool,
+func (s *Store) writeRebuilt(ctx context.Context, tx *sql.Tx, account string, list []*rmbox, deleted, subs map[string]bool,
 	blobs map[string]*journal.BlobIndex, nextUV uint32, maxSeq uint64) error {
 	var id int64
 	err := tx.QueryRowContext(ctx, `SELECT id FROM accounts WHERE name = ?`, account).Scan(&id)
@@ -471,8 +471,9 @@ func writeRebuilt(ctx context.Context, tx *sql.Tx, account string, list []*rmbox
 				subject, from_addr, to_addr, cc_addr, bcc_addr, date, message_id)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				mid, u, r.Key, bits, strings.Join(kws, " "), r.ModSeq, r.InternalDate, r.InternalTZ, r.SaveDate,
-				b.Size, b.SHA256, b.Envelope, b.BodyStructure, b.Body, nonNil(b.Structure), nonNil(b.Header),
-				b.Subject, b.From, b.To, b.Cc, b.Bcc, date, b.MessageID); err != nil {
+				b.Size, b.SHA256, s.anyBytes(string(b.Envelope)), s.anyBytes(string(b.BodyStructure)), s.anyBytes(string(b.Body)),
+				nonNil(b.Structure), nonNil(b.Header), s.anyBytes(string(b.Subject)), s.anyBytes(string(b.From)),
+				s.anyBytes(string(b.To)), s.anyBytes(string(b.Cc)), s.anyBytes(string(b.Bcc)), date, s.anyBytes(string(b.MessageID))); err != nil {
 				return err
 			}
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/bucketmail/bucketmail/internal/blob"
 	blobfs "github.com/bucketmail/bucketmail/internal/blob/fs"
 	"github.com/bucketmail/bucketmail/internal/journal"
-	"github.com/bucketmail/bucketmail/internal/metadb"
 )
 
 // jenv is a store with the journal on, over any blob store, whose data
@@ -26,7 +25,8 @@ type jenv struct {
 	dir      string
 	blobs    blob.Store
 	interval time.Duration
-	snapshot int // Options.SnapshotAfter
+	snapshot int    // Options.SnapshotAfter
+	dsn      string // newMetaDB; "" after a crash (a fresh database)
 	db       *sql.DB
 	s        *Store
 }
@@ -41,10 +41,10 @@ func newJEnv(t testing.TB, blobs blob.Store, interval time.Duration, snapshotAft
 func (e *jenv) open() {
 	e.t.Helper()
 	ctx := context.Background()
-	db, err := metadb.OpenSQLite(ctx, filepath.Join(e.dir, "data", "meta.db"))
-	if err != nil {
-		e.t.Fatal(err)
+	if e.dsn == "" {
+		e.dsn = newMetaDB(e.t, filepath.Join(e.dir, "data", "meta.db"))
 	}
+	db := openMetaDB(e.t, e.dsn)
 	s, err := Open(ctx, Options{DB: db, Blobs: e.blobs, SpoolDir: filepath.Join(e.dir, "data", "spool"),
 		JournalInterval: e.interval, SnapshotAfter: e.snapshot})
 	if err != nil {
@@ -73,6 +73,7 @@ func (e *jenv) crash() {
 	}
 	e.db.Close()
 	e.s, e.db = nil, nil
+	e.dsn = "" // the index is gone: the next open starts from an empty database
 	if err := os.RemoveAll(filepath.Join(e.dir, "data")); err != nil {
 		e.t.Fatal(err)
 	}

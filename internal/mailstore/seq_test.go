@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
-	"github.com/bucketmail/bucketmail/internal/metadb"
 )
 
 // gatedBlobs holds the next Put (after arm) until release is closed.
@@ -103,10 +102,7 @@ func TestTwoProcesses(t *testing.T) {
 	g := newGated(e.blobs)
 	e.s.opts.Blobs = g
 	ctx := context.Background()
-	db2, err := metadb.OpenSQLite(ctx, filepath.Join(e.dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db2 := openMetaDB(t, e.dsn)
 	defer db2.Close()
 	s2, err := Open(ctx, Options{DB: db2, Blobs: e.blobs, SpoolDir: filepath.Join(e.dir, "spool2")})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+
+	"github.com/bucketmail/bucketmail/internal/metadb"
 )
 
 // Prepared statements for the hot queries.
@@ -69,8 +71,14 @@ type prepQ struct {
 }
 
 // pq wraps q (a *sql.Tx or the store's *sql.DB) so that its queries use
-// prepared statements; any other querier is returned as it is.
+// prepared statements; any other querier is returned as it is. On
+// PostgreSQL q is returned as it is: pgx already keeps each query's
+// prepared statement per connection (QueryExecModeCacheStatement), and a
+// *sql.Stmt would add a prepare round trip per transaction.
 func (s *Store) pq(q querier) querier {
+	if s.dialect == metadb.Postgres {
+		return q
+	}
 	switch q := q.(type) {
 	case *sql.Tx:
 		return prepQ{s, q}

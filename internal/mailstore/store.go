@@ -16,7 +16,10 @@ import (
 
 // Options configure a Store.
 type Options struct {
-	// DB is the metadata database (SQLite, opened by metadb.OpenSQLite).
+	// DB is the metadata database: SQLite (metadb.OpenSQLite) or
+	// PostgreSQL (metadb.OpenPostgres); the dialect is found from the
+	// driver (metadb.DialectOf). Several servers may share one
+	// PostgreSQL database: see the package doc and seq.go.
 	DB *sql.DB
 	// Blobs holds message bodies.
 	Blobs blob.Store
@@ -48,13 +51,15 @@ type Options struct {
 // semaphore; nothing is held while calling a watcher or a Messages
 // callback.
 type Store struct {
-	opts Options
-	db   *sql.DB
-	log  *slog.Logger
+	opts    Options
+	db      *sql.DB
+	dialect metadb.Dialect
+	log     *slog.Logger
 
 	// wq batches this process's write transactions into group commits
 	// (commit.go); SQLite's BEGIN IMMEDIATE and busy_timeout handle other
-	// processes.
+	// processes, PostgreSQL's cluster-wide write lock (metadb.BeginWrite)
+	// other servers.
 	wq writeQueue
 
 	seqMu sync.Mutex
@@ -78,15 +83,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("mailstore: open: spool dir: %w", err)
 	}
-	if err := metadb.Migrate(ctx, opts.DB, "mail", metadb.MailMigrations); err != nil {
+	dialect := metadb.DialectOf(opts.DB)
+	if err := metadb.Migrate(ctx, opts.DB, "mail", metadb.MailMigrationsFor(dialect)); err != nil {
 		return nil, fmt.Errorf("mailstore: open: %w", err)
 	}
 	s := &Store{
-		opts: opts,
-		db:   opts.DB,
-		log:  opts.Logger,
-		seqs: make(map[int64]*mboxSeq),
-		hub:  newHub(),
+		opts:    opts,
+		db:      opts.DB,
+		dialect: dialect,
+		log:     opts.Logger,
+		seqs:    make(map[int64]*mboxSeq),
+		hub:     newHub(),
 	}
 	s.hub.onChange = opts.OnChange
 	s.cleanSpool()
@@ -121,8 +128,11 @@ func (s *Store) cleanSpool() {
 	}
 }
 
-// writeTx runs fn in a read-write transaction (BEGIN IMMEDIATE) and
-// returns once that transaction has committed (or fn's error).
+// writeTx runs fn in a read-write transaction (metadb.BeginWrite: BEGIN
+// IMMEDIATE on SQLite; on PostgreSQL READ COMMITTED after the
+// cluster-wide write lock, so fn runs as if alone on the database, as on
+// SQLite) and returns once that transaction has committed (or fn's
+// error).
 //
 // Group commit (commit.go): write operations queued by concurrent callers
 // run one after another in one transaction with one commit (one WAL
@@ -137,14 +147,28 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.wq.do(ctx, s.db, s.log, fn)
 }
 
-// readTx runs fn in a read-only transaction (one consistent snapshot).
+// readTx runs fn in a read-only transaction (one consistent snapshot:
+// metadb.BeginRead).
 func (s *Store) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := metadb.BeginRead(ctx, s.db)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
 	return fn(tx)
+}
+
+// anyBytes is the argument for a value of a column that may hold any
+// bytes (ENVELOPE, BODYSTRUCTURE and the decoded header values keep 8-bit
+// header bytes as received): on SQLite the string itself (TEXT stores any
+// bytes); on PostgreSQL, whose TEXT must be valid UTF-8 without NUL, the
+// column is BYTEA and the value goes as []byte (never NULL). Reading it
+// back into a string works on both.
+func (s *Store) anyBytes(v string) any {
+	if s.dialect == metadb.Postgres {
+		return append([]byte{}, v...)
+	}
+	return v
 }
 
 // deleteBlobs deletes objects whose last reference was dropped by a

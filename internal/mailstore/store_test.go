@@ -2,7 +2,6 @@ package mailstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
+	"github.com/bucketmail/bucketmail/internal/metadb"
 )
 
 func TestNewAccountDefaults(t *testing.T) {
@@ -846,7 +846,7 @@ func TestMoveAtomic(t *testing.T) {
 				}
 			default:
 			}
-			tx, err := e.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+			tx, err := metadb.BeginRead(ctx, e.db) // one snapshot
 			if err != nil {
 				bad <- err.Error()
 				return
