@@ -9,15 +9,20 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/blob/fs"
 	"github.com/bucketmail/bucketmail/internal/blob/s3"
+	"github.com/bucketmail/bucketmail/internal/bus"
 	"github.com/bucketmail/bucketmail/internal/cache"
+	"github.com/bucketmail/bucketmail/internal/cluster"
 	"github.com/bucketmail/bucketmail/internal/config"
 	"github.com/bucketmail/bucketmail/internal/mailstore"
 	"github.com/bucketmail/bucketmail/internal/metadb"
+	"github.com/bucketmail/bucketmail/internal/metrics"
 	"github.com/bucketmail/bucketmail/internal/userdb"
+	"github.com/bucketmail/bucketmail/internal/userdb/authcache"
 	"github.com/bucketmail/bucketmail/internal/userdb/dynamodb"
 	"github.com/bucketmail/bucketmail/internal/userdb/embedded"
 	"github.com/bucketmail/bucketmail/internal/userdb/passwdfile"
@@ -57,6 +62,17 @@ type env struct {
 	closeUsers func() error
 	s3         *s3.Store    // nil without a bucket
 	cache      *cache.Cache // nil unless opened with envOptions.cache in S3 mode
+	// auth is the auth cache in front of users (envOptions.authCache and
+	// auth.cache_max_entries > 0), else nil.
+	auth *authcache.Cache
+	// bus is the notification bus (--bus); for the CLI with the local
+	// bus, a client of serve's control socket (see cluster.go).
+	bus bus.Bus
+	// node publishes the store's changes on bus (and, in serve, applies
+	// other servers' events once started).
+	node *cluster.Node
+	// metrics is serve's registry (nil for the CLI).
+	metrics *metrics.Registry
 }
 
 // envOptions says what openEnvWith opens besides the defaults.
@@ -70,6 +86,14 @@ type envOptions struct {
 	// is not fatal (serve answers 451 / NO [UNAVAILABLE] until it is
 	// back); for the CLI it is.
 	usersMayBeDown bool
+	// server: this is serve: the bus is the configured one with the
+	// node name as origin, the auth cache is built (when configured),
+	// metrics are collected. Otherwise the process is a CLI command: its
+	// events carry origin "<node_name>/<cli>-<pid>", and with the local
+	// bus they go to serve's control socket.
+	server bool
+	// cli names the CLI command in its origin ("user", "import", …).
+	cli string
 }
 
 // newLogger builds the logger the config asks for, writing to w.
@@ -89,40 +113,87 @@ func openEnv(ctx context.Context, cfg config.Config, log *slog.Logger) (*env, er
 	return openEnvWith(ctx, cfg, log, envOptions{})
 }
 
-// openEnvWith is openEnv with options.
-func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o envOptions) (*env, error) {
+// openEnvWith is openEnv with options. Order: metadata database, blob
+// store, user database (and auth cache), bus and cluster node, mail
+// store (whose OnChange is the node's).
+func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o envOptions) (_ *env, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	db, err := metadb.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "index.db"))
+	db, err := metadb.Open(ctx, cfg.MetaDB, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	e := &env{cfg: cfg, log: log, db: db}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
 	if err := e.openBlobs(ctx, o); err != nil {
-		db.Close()
 		return nil, err
 	}
-	blobs := e.blobs
+	if err := e.openUsers(ctx, o); err != nil {
+		return nil, err
+	}
+	if o.server && cfg.Auth.CacheMaxEntries > 0 {
+		e.auth = authcache.New(e.users, authcache.Options{
+			MaxEntries:    cfg.Auth.CacheMaxEntries,
+			PositiveTTL:   cfg.Auth.CacheTTL,
+			NegativeTTL:   cfg.Auth.CacheNegativeTTL,
+			BypassContext: consistentReadContext(cfg),
+		})
+	}
+	if err := e.openCluster(ctx, o); err != nil {
+		return nil, err
+	}
 	store, err := mailstore.Open(ctx, mailstore.Options{
 		DB:       db,
-		Blobs:    blobs,
+		Blobs:    e.blobs,
 		SpoolDir: filepath.Join(cfg.DataDir, "spool"),
 		Logger:   log,
+		OnChange: e.node.OnChange,
 	})
 	if err != nil {
-		e.closeBlobs()
-		db.Close()
 		return nil, err
 	}
 	e.store = store
-	if err := e.openUsers(ctx, o); err != nil {
-		store.Close()
-		e.closeBlobs()
-		db.Close()
-		return nil, err
-	}
 	return e, nil
+}
+
+// openCluster opens the bus and the cluster node (see cluster.go).
+func (e *env) openCluster(ctx context.Context, o envOptions) error {
+	origin := e.cfg.NodeName
+	if !o.server {
+		name := o.cli
+		if name == "" {
+			name = "cli"
+		}
+		origin = fmt.Sprintf("%s/%s-%d", e.cfg.NodeName, name, os.Getpid())
+	}
+	b, err := openBus(ctx, e.cfg, origin, !o.server, e.log.With("component", "bus"))
+	if err != nil {
+		return err
+	}
+	e.bus = b
+	if o.server {
+		e.metrics = metrics.New()
+	}
+	n, err := cluster.New(cluster.Options{
+		Bus:               b,
+		Node:              origin,
+		Auth:              e.auth,
+		Cache:             e.cache,
+		Metrics:           e.metrics,
+		PollInterval:      e.cfg.Cluster.PollInterval,
+		ConsistencyWindow: e.cfg.Cluster.ConsistencyWindow,
+		Logger:            e.log,
+	})
+	if err != nil {
+		return err
+	}
+	e.node = n
+	return nil
 }
 
 // openUsers opens the user database cfg.UserDB names (--userdb).
@@ -228,10 +299,25 @@ func (e *env) closeBlobs() error {
 	return errors.Join(errs...)
 }
 
+// Close closes what was opened, in reverse order: the store, then the
+// node (events still queued are published for up to 5 s), the bus, the
+// user database, the blob store and the metadata database.
 func (e *env) Close() error {
-	var cu error
-	if e.closeUsers != nil {
-		cu = e.closeUsers()
+	var errs []error
+	if e.store != nil {
+		errs = append(errs, e.store.Close())
 	}
-	return errors.Join(cu, e.store.Close(), e.closeBlobs(), e.db.Close())
+	if e.node != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, e.node.Close(ctx))
+		cancel()
+	}
+	if e.bus != nil {
+		errs = append(errs, e.bus.Close())
+	}
+	if e.closeUsers != nil {
+		errs = append(errs, e.closeUsers())
+	}
+	errs = append(errs, e.closeBlobs(), e.db.Close())
+	return errors.Join(errs...)
 }

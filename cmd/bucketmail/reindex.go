@@ -11,6 +11,7 @@ import (
 
 	"github.com/bucketmail/bucketmail/internal/config"
 	"github.com/bucketmail/bucketmail/internal/mailstore"
+	"github.com/bucketmail/bucketmail/internal/metadb"
 	"github.com/bucketmail/bucketmail/internal/userdb"
 	"github.com/bucketmail/bucketmail/internal/userdb/embedded"
 )
@@ -67,7 +68,7 @@ func bucketAccounts(ctx context.Context, e *env, dryRun bool, out io.Writer) ([]
 	if err != nil {
 		return nil, err
 	}
-	if e.cfg.S3Enabled() && !dryRun {
+	if e.cfg.S3Enabled() && e.cfg.UserDB.Kind() == config.UserDBSQLite && !dryRun {
 		u, err := embedded.New(ctx, e.db, embedded.WithBucket(e.blobs))
 		if err != nil {
 			return nil, err
@@ -82,6 +83,10 @@ func bucketAccounts(ctx context.Context, e *env, dryRun bool, out io.Writer) ([]
 	}
 	return accounts, nil
 }
+
+// rebuildLockKey is the PostgreSQL advisory lock key under which a server
+// checks for an empty shared index and rebuilds it (prepareIndex).
+const rebuildLockKey int64 = 0x626d7269 // "bmri"
 
 func reindexAccounts(ctx context.Context, e *env, accounts []string, dryRun bool, out io.Writer, log *slog.Logger) error {
 	var failed []string
@@ -117,13 +122,31 @@ func reindexAccounts(ctx context.Context, e *env, accounts []string, dryRun bool
 // every account's mail), and it starts the bucket journal. In S3 mode every user record is written to
 // the bucket (records of users added before, or while the bucket was
 // unreachable). A rebuild that fails stops the start with the reason.
+//
+// With a shared PostgreSQL index (--metadb postgres://…) several servers
+// may start at once: the check and the rebuild run under a session-level
+// advisory lock (pg_advisory_lock(rebuildLockKey)), so one server
+// rebuilds and the others, finding the index no longer empty once they
+// get the lock, skip it.
 func prepareIndex(ctx context.Context, e *env, log *slog.Logger) error {
+	if metadb.DialectOf(e.db) == metadb.Postgres {
+		conn, err := e.db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, rebuildLockKey); err != nil {
+			return fmt.Errorf("index: rebuild lock: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, rebuildLockKey)
+	}
 	var indexed int
 	if err := e.db.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&indexed); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
 	var u *embedded.DB
-	if e.cfg.S3Enabled() {
+	// Only the embedded user database keeps its records in the bucket.
+	if e.cfg.S3Enabled() && e.cfg.UserDB.Kind() == config.UserDBSQLite {
 		var err error
 		if u, err = embedded.New(ctx, e.db, embedded.WithBucket(e.blobs)); err != nil {
 			return err

@@ -19,7 +19,6 @@ import (
 	"github.com/bucketmail/bucketmail/internal/imapserver"
 	"github.com/bucketmail/bucketmail/internal/lmtp"
 	"github.com/bucketmail/bucketmail/internal/userdb"
-	"github.com/bucketmail/bucketmail/internal/userdb/authcache"
 )
 
 // Shutdown deadlines: LMTP deliveries in progress get lmtpGrace to finish
@@ -44,7 +43,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log := newLogger(cfg, stderr).With("node", cfg.NodeName)
 	log.Info("starting", "version", version(), "config", cfg)
 
 	var tlsConfig *tls.Config
@@ -56,7 +55,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	e, err := openEnvWith(ctx, cfg, log, envOptions{cache: true, usersMayBeDown: true})
+	e, err := openEnvWith(ctx, cfg, log, envOptions{cache: true, usersMayBeDown: true, server: true})
 	if err != nil {
 		return err
 	}
@@ -64,11 +63,25 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 	if err := prepareIndex(ctx, e, log); err != nil { // rebuild an empty index from the bucket; journal on
 		return err
 	}
+	// Join the cluster: other servers' events wake this server's
+	// sessions; while the bus is down the store is polled.
+	if err := e.node.Start(ctx, e.store); err != nil {
+		return err
+	}
+	log.Info("bus", "kind", cfg.BusKind(), "poll_interval", cfg.Cluster.PollInterval, "consistency_window", cfg.Cluster.ConsistencyWindow)
+	ctl, err := listenControl(cfg.DataDir, e.node, log.With("component", "control"))
+	if err != nil {
+		return err
+	}
+	if ctl != nil {
+		go ctl.serve(context.WithoutCancel(ctx))
+		defer ctl.Close()
+	}
 
 	var auth users = e.users
-	if n := cfg.Auth.CacheMaxEntries; n > 0 {
-		auth = authcache.New(e.users, authcache.Options{MaxEntries: n, PositiveTTL: cfg.Auth.CacheTTL, NegativeTTL: cfg.Auth.CacheNegativeTTL})
-		log.Info("auth cache on", "max_entries", n)
+	if e.auth != nil {
+		auth = e.auth
+		log.Info("auth cache on", "max_entries", cfg.Auth.CacheMaxEntries)
 	}
 	imapSrv := imapserver.New(imapserver.Options{
 		Store:             e.store,
@@ -128,11 +141,25 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		return err
 	}
 	lns = append(lns, listener{"lmtp", lmtpLn, lmtpSrv.Serve})
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMetrics()
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("metrics: listen: %w", err)
+		}
+		lns = append(lns, listener{"metrics", ln, func(ln net.Listener) error { return e.metrics.Serve(metricsCtx, ln, log) }})
+	}
 
 	serveErr := make(chan error, len(lns))
 	var wg sync.WaitGroup
 	for _, l := range lns {
-		log.Info("listening", "proto", l.proto, "addr", l.ln.Addr().String(), "starttls", tlsConfig != nil && l.proto != "imaps")
+		if l.proto == "metrics" {
+			log.Info("listening", "proto", l.proto, "addr", l.ln.Addr().String())
+		} else {
+			log.Info("listening", "proto", l.proto, "addr", l.ln.Addr().String(), "starttls", tlsConfig != nil && l.proto != "imaps")
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -178,6 +205,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		}
 	}()
 	sdWG.Wait()
+	stopMetrics()
 	closeAll()
 	wg.Wait()
 	if e.s3 != nil {

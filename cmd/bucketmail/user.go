@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/bucketmail/bucketmail/internal/bus"
 	"github.com/bucketmail/bucketmail/internal/config"
 	"github.com/bucketmail/bucketmail/internal/userdb"
 	"github.com/bucketmail/bucketmail/internal/userdb/dynamodb"
@@ -65,7 +66,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 	}
 
-	e, err := openEnv(ctx, cfg, newLogger(cfg, stderr))
+	e, err := openEnvWith(ctx, cfg, newLogger(cfg, stderr), envOptions{cli: "user"})
 	if err != nil {
 		return err
 	}
@@ -75,8 +76,19 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 
+	// Account changes are announced on the bus: "updating" before the
+	// write, "updated" after it (DESIGN §5), so every server bypasses
+	// its auth cache for the address meanwhile and flushes it after.
+	account := address
+	if sub == "passwd" {
+		if u, err := e.users.Lookup(ctx, address); err == nil {
+			account = u.Account
+		}
+	}
 	switch sub {
 	case "add":
+		e.announce(ctx, bus.KindAccountUpdating, account, address)
+		defer e.announce(ctx, bus.KindAccountUpdated, account, address)
 		err := m.AddUser(ctx, address, password)
 		if d, ok := e.users.(*dynamodb.DB); ok && isMissingTable(err) {
 			// The first user of a new DynamoDB table: create it.
@@ -103,6 +115,8 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		fmt.Fprintf(stdout, "added %s\n", address)
 	case "passwd":
+		e.announce(ctx, bus.KindAccountUpdating, account, address)
+		defer e.announce(ctx, bus.KindAccountUpdated, account, address)
 		if err := m.SetPassword(ctx, address, password); err != nil {
 			if errors.Is(err, userdb.ErrNotFound) {
 				return fmt.Errorf("no user %s", address)
@@ -118,6 +132,8 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			}
 			return err
 		}
+		e.announce(ctx, bus.KindAccountUpdating, u.Account, address)
+		defer e.announce(ctx, bus.KindAccountUpdated, u.Account, address)
 		// The user goes first, so no delivery or login starts while the
 		// mail is removed.
 		if err := m.DeleteUser(ctx, address); err != nil {

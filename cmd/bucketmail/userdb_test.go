@@ -429,7 +429,10 @@ func TestUserDBKeyValue(t *testing.T) {
 func TestAuthCache(t *testing.T) {
 	r := redissrv.Start(t)
 	cfg := filepath.Join(t.TempDir(), "bucketmail.toml")
-	if err := os.WriteFile(cfg, []byte("[auth]\ncache_max_entries = 100\ncache_ttl = \"1h\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("[auth]\ncache_max_entries = 100\ncache_ttl = \"1h\"\n"+
+		// user add opens a consistency window for the address (reads
+		// bypass the cache); keep it short so the logins below are cached.
+		"[cluster]\nconsistency_window = \"1ms\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := launch(t, "--config", cfg, "--userdb", r.URL)
