@@ -2,11 +2,13 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,9 +21,13 @@ import (
 	"github.com/bucketmail/bucketmail/internal/mailstore"
 	"github.com/bucketmail/bucketmail/internal/metadb"
 	"github.com/bucketmail/bucketmail/internal/metrics"
+	"github.com/bucketmail/bucketmail/internal/testutil/dynalite"
 	"github.com/bucketmail/bucketmail/internal/testutil/natsd"
 	"github.com/bucketmail/bucketmail/internal/testutil/pgsrv"
+	"github.com/bucketmail/bucketmail/internal/userdb"
 	"github.com/bucketmail/bucketmail/internal/userdb/authcache"
+	"github.com/bucketmail/bucketmail/internal/userdb/dynamodb"
+	"github.com/bucketmail/bucketmail/internal/userdb/sqldb"
 )
 
 // transport opens buses for node names on one shared server, and stops
@@ -520,4 +526,162 @@ func counter(t *testing.T, reg *metrics.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// clock is a settable time for the auth cache and the Node.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestConsistencyWindow: a password changed by a writer that announces
+// updating / write / updated on the bus works at once on server B (whose
+// auth cache held the old one), the old password stops working at once,
+// B's reads inside the window bypass its cache with consistent reads
+// (DynamoDB ConsistentRead), and after the window B caches again. On
+// DynamoDB (dynalite) with the NATS bus and on PostgreSQL with the
+// PostgreSQL bus.
+func TestConsistencyWindow(t *testing.T) {
+	type backend struct {
+		name       string
+		users      authcache.Backend
+		manager    userdb.Manager
+		consistent func(context.Context) context.Context
+		tr         transport
+	}
+	backends := []func(t *testing.T) backend{
+		func(t *testing.T) backend {
+			srv := dynalite.Start(t)
+			srv.Setenv(t)
+			d, err := dynamodb.Open(t.Context(), "dynamodb://cluster-window", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.CreateTable(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			return backend{"dynamodb", d, d, dynamodb.WithConsistentRead, natsTransport(t)}
+		},
+		func(t *testing.T) backend {
+			tr := pgTransport(t)
+			srv := pgsrv.Start(t)
+			d, err := sqldb.OpenWith(t.Context(), srv.URL("postgres"), sqldb.Options{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close() })
+			return backend{"postgres", d, d, nil, tr}
+		},
+	}
+	for _, mk := range backends {
+		be := mk(t)
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			const addr, oldPW, newPW = "dora@example.org", "old password", "new password"
+			if err := be.manager.AddUser(ctx, addr, oldPW); err != nil {
+				t.Fatal(err)
+			}
+			clk := &clock{t: time.Now()}
+			var bypassReads atomic.Int64
+			auth := authcache.New(be.users, authcache.Options{PositiveTTL: time.Hour, Now: clk.Now,
+				BypassContext: func(ctx context.Context) context.Context {
+					bypassReads.Add(1)
+					if be.consistent != nil {
+						return be.consistent(ctx)
+					}
+					return ctx
+				}})
+			sh := newShared(t)
+			b := startServer(t, sh, be.tr, "node-b", time.Second, auth, clk.Now)
+			writer := be.tr.open(t, "node-a")
+			a, err := cluster.New(cluster.Options{Bus: writer, Node: "node-a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close(context.Background()) })
+			waitHealthy(t, b)
+			for !writer.Healthy() {
+				time.Sleep(10 * time.Millisecond)
+			}
+
+			login := func(pw string) error {
+				_, err := auth.Authenticate(ctx, addr, pw)
+				return err
+			}
+			for range 2 {
+				if err := login(oldPW); err != nil {
+					t.Fatalf("B: old password before the change: %v", err)
+				}
+			}
+			if st := auth.Stats(); st.Hits != 1 || st.Misses != 1 {
+				t.Fatalf("B before the change: %+v, want 1 hit 1 miss (the old password is cached)", st)
+			}
+
+			// The writer: updating, write, updated.
+			if err := a.Announce(ctx, bus.KindAccountUpdating, addr, addr); err != nil {
+				t.Fatal(err)
+			}
+			if err := be.manager.SetPassword(ctx, addr, newPW); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Announce(ctx, bus.KindAccountUpdated, addr, addr); err != nil {
+				t.Fatal(err)
+			}
+			written := time.Now()
+			for login(oldPW) == nil {
+				if time.Since(written) > time.Second {
+					t.Fatal("B: the old password still works 1 s after the change")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			t.Logf("%s: the old password failed on B %s after the write", be.name, time.Since(written))
+			if err := login(oldPW); !errors.Is(err, userdb.ErrAuthFailed) {
+				t.Fatalf("B: old password after the change: %v, want ErrAuthFailed", err)
+			}
+			if err := login(newPW); err != nil {
+				t.Fatalf("B: new password after the change: %v", err)
+			}
+
+			// Inside the window: every read goes to the backend, consistently.
+			st0, br0 := auth.Stats(), bypassReads.Load()
+			for range 2 {
+				if err := login(newPW); err != nil {
+					t.Fatal(err)
+				}
+				if u, err := auth.Lookup(ctx, addr); err != nil || u.Address != addr {
+					t.Fatalf("Lookup = %+v, %v", u, err)
+				}
+			}
+			st1, br1 := auth.Stats(), bypassReads.Load()
+			if st1.Hits != st0.Hits || st1.Misses != st0.Misses+4 || br1 != br0+4 {
+				t.Fatalf("inside the window: hits %d→%d, misses %d→%d, consistent reads %d→%d; want 4 uncached consistent reads",
+					st0.Hits, st1.Hits, st0.Misses, st1.Misses, br0, br1)
+			}
+
+			// After the window: cached again.
+			clk.Add(15*time.Second + time.Millisecond)
+			for range 2 {
+				if err := login(newPW); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st2, br2 := auth.Stats(), bypassReads.Load()
+			if st2.Misses != st1.Misses+1 || st2.Hits != st1.Hits+1 || br2 != br1 {
+				t.Fatalf("after the window: misses %d→%d, hits %d→%d, consistent reads %d→%d; want 1 miss, 1 hit, no consistent read",
+					st1.Misses, st2.Misses, st1.Hits, st2.Hits, br1, br2)
+			}
+		})
+	}
 }
