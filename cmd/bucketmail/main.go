@@ -5,6 +5,7 @@
 //
 //	bucketmail serve [--config FILE] [--data-dir DIR] [--imap-listen HOST:PORT]
 //	                 [--imaps-listen HOST:PORT] [--lmtp-listen HOST:PORT|PATH]
+//	                 [--metrics-listen HOST:PORT]
 //	bucketmail user add ADDRESS [--password-stdin]
 //	bucketmail user passwd ADDRESS [--password-stdin]
 //	bucketmail user del ADDRESS
@@ -42,6 +43,7 @@
 //	blobs/                    message bodies (blob/fs), one object per message; not with S3
 //	cache/                    read cache of bucket objects (S3 mode; may be deleted while stopped)
 //	spool/                    messages being received (removed after storing)
+//	control.sock              serve's control socket (0600) for CLI hints (cluster.go)
 //
 // Delivery (LMTP) adds Return-Path, Delivered-To (single-recipient
 // transactions, as Dovecot does) and Received header fields in front of
@@ -63,6 +65,15 @@
 // index row refers to (older than --grace; --repair deletes them) and
 // index entries whose object is missing (reported). Exit status 1 when
 // problems remain.
+//
+// Cluster (docs/operations.md, "Cluster"): --metadb postgres://… shares
+// the index between servers, --bus local|nats://…|postgres://… carries
+// change hints between them (cluster.go, package internal/cluster),
+// --node-name names this server in events and logs, and serve's
+// --metrics-listen HOST:PORT serves Prometheus /metrics. user add/passwd/del
+// announce "updating" and "updated" on the bus so every server's auth
+// cache honours the change at once; with the local bus they reach a serve
+// on the same data directory through DATA_DIR/control.sock.
 //
 // serve stops cleanly on SIGTERM or SIGINT: listeners close, LMTP
 // deliveries in progress finish (or answer 421 after 30 s), IMAP sessions
@@ -98,6 +109,7 @@ func main() {
 const usage = `usage:
   bucketmail serve [--config FILE] [--data-dir DIR] [--imap-listen HOST:PORT]
                    [--imaps-listen HOST:PORT] [--lmtp-listen HOST:PORT|PATH]
+                   [--metrics-listen HOST:PORT]
   bucketmail user add ADDRESS [--password-stdin]
   bucketmail user passwd ADDRESS [--password-stdin]
   bucketmail user del ADDRESS
@@ -107,7 +119,9 @@ const usage = `usage:
   bucketmail reindex [--user ADDRESS | --all] [--dry-run]
   bucketmail pw [-s SCHEME] [-p PASSWORD | stdin] [-t HASH] [-l]
   bucketmail version
-Every subcommand also takes --config FILE, --data-dir DIR, --userdb URL and
+Every subcommand also takes --config FILE, --data-dir DIR, --userdb URL,
+--metadb sqlite|postgres://..., --bus local|nats://...|postgres://...,
+--node-name NAME and
 --s3-endpoint URL --s3-bucket NAME --s3-region NAME --s3-prefix P --s3-path-style.
 --userdb: sqlite (default), passwd-file:/path, postgres://..., mysql://...,
 redis://..., dynamodb://TABLE.
