@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/bus"
@@ -150,7 +151,11 @@ func (c *controlClient) Publish(ctx context.Context, ev bus.Event) error {
 		conn, err := d.DialContext(ctx, "unix", c.path)
 		if err != nil {
 			c.absent = true
-			c.log.Debug("control socket: no server running", "path", c.path, "err", err)
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+				c.log.Debug("control socket: no server running", "path", c.path, "err", err)
+			} else {
+				c.log.Warn("control socket: cannot reach the running server; it sees this change when its caches expire", "path", c.path, "err", err)
+			}
 			return nil
 		}
 		c.conn, c.rd = conn, bufio.NewReader(conn)

@@ -299,18 +299,19 @@ func (e *env) closeBlobs() error {
 	return errors.Join(errs...)
 }
 
-// Close closes what was opened, in reverse order: the store, then the
-// node (events still queued are published for up to 5 s), the bus, the
-// user database, the blob store and the metadata database.
+// Close closes what was opened: the node (it stops handling other
+// servers' events; events still queued are published for up to 5 s),
+// the store, the bus, the user database, the blob store and the metadata
+// database. The caller has stopped everything that changes the store.
 func (e *env) Close() error {
 	var errs []error
-	if e.store != nil {
-		errs = append(errs, e.store.Close())
-	}
 	if e.node != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, e.node.Close(ctx))
 		cancel()
+	}
+	if e.store != nil {
+		errs = append(errs, e.store.Close())
 	}
 	if e.bus != nil {
 		errs = append(errs, e.bus.Close())
