@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bucketmail/bucketmail/internal/blob"
+	blobfs "github.com/bucketmail/bucketmail/internal/blob/fs"
 )
 
 // servers opens n more Stores on e's metadata database and blob store,
@@ -392,4 +396,269 @@ func TestConcurrentServers(t *testing.T) {
 	t.Logf("appends %d (INBOX %d), copies %d, expunged %d; polls %d/%d/%d",
 		int64(len(inboxIDs))+workApp.Load(), len(inboxIDs), copies.Load(), expunged.Load(),
 		mirrors["INBOX"].polls, mirrors["Work"].polls, mirrors["Archive"].polls)
+}
+
+// putRecorder counts Puts per key of journal and snapshot objects.
+type putRecorder struct {
+	blob.Store
+	mu   sync.Mutex
+	puts map[string]int
+}
+
+func (p *putRecorder) Put(ctx context.Context, key string, r io.Reader, size int64, meta blob.Metadata) error {
+	if strings.Contains(key, "/journal/") || strings.Contains(key, "/snapshot/") {
+		p.mu.Lock()
+		p.puts[key]++
+		p.mu.Unlock()
+	}
+	return p.Store.Put(ctx, key, r, size, meta)
+}
+
+// TestJournalTwoServers: two servers with the journal on change one
+// account at once (deliveries, flags, COPY, EXPUNGE, mailboxes created,
+// renamed and subscribed) and flush its journal at once, with snapshots
+// due every few records. No journal or snapshot key is written twice,
+// and a rebuild of a fresh metadata database from the bucket alone
+// restores the account exactly, without reading a message object.
+func TestJournalTwoServers(t *testing.T) {
+	fsStore, err := blobfs.New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &putRecorder{Store: fsStore, puts: map[string]int{}}
+	counting := &countingBlobs{Store: rec}
+	const interval = 20 * time.Millisecond
+	e := newJEnv(t, counting, interval, 12)
+	ctx := context.Background()
+	const account = "two@example.org"
+	a := e.account(account)
+	db2 := openMetaDB(t, e.dsn)
+	defer db2.Close()
+	s2, err := Open(ctx, Options{DB: db2, Blobs: counting, SpoolDir: filepath.Join(e.dir, "spool2"),
+		JournalInterval: interval, SnapshotAfter: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			s2.Close()
+		}
+	}()
+	b, err := s2.Account(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 6; i++ {
+		e.deliver(a, "INBOX", testMsg(i), msgDate(i))
+	}
+	inbox := e.mailbox2(a, "INBOX")
+	archive := e.mailbox2(a, "Archive")
+
+	n := 14
+	if testing.Short() {
+		n = 8
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		}()
+	}
+	deliver := func(s *Store, acct *Account, mailbox, raw string, date time.Time, flags ...string) error {
+		in, err := s.Spool(ctx, strings.NewReader(raw), true, 0)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		_, err = acct.Append(ctx, mailbox, in, flags, date)
+		return err
+	}
+	run(func() error { // server A: deliveries and flags in INBOX
+		for i := range n {
+			if err := deliver(e.s, a, "INBOX", testMsg(100+i), msgDate(100+i), "$a"); err != nil {
+				return err
+			}
+			if _, _, err := a.StoreFlags(ctx, inbox.ID, []uint32{uint32(1 + i%6)}, Add, []string{fmt.Sprintf("$a%d", i)}, 0); err != nil {
+				return err
+			}
+			if i%4 == 0 {
+				e.s.FlushJournal(ctx)
+			}
+		}
+		return nil
+	})
+	run(func() error { // server B: Archive, copies, expunges, mailboxes
+		for i := range n {
+			if err := deliver(s2, b, "Archive", testMsg(200+i), msgDate(200+i)); err != nil {
+				return err
+			}
+			if _, err := b.Copy(ctx, inbox.ID, []uint32{uint32(1 + i%6)}, "Archive"); err != nil {
+				return err
+			}
+			if i%3 == 2 {
+				st, err := b.States(ctx, archive.ID)
+				if err != nil {
+					return err
+				}
+				if _, _, err := b.StoreFlags(ctx, archive.ID, []uint32{st[0].UID}, Add, []string{FlagDeleted}, 0); err != nil {
+					return err
+				}
+				if _, err := b.Expunge(ctx, archive.ID, nil); err != nil {
+					return err
+				}
+			}
+			if i%5 == 0 {
+				name := fmt.Sprintf("B/%d", i)
+				if _, err := b.CreateMailbox(ctx, name, ""); err != nil {
+					return err
+				}
+				if err := b.SetSubscribed(ctx, name, true); err != nil {
+					return err
+				}
+				if err := b.RenameMailbox(ctx, name, fmt.Sprintf("B/ré%d", i)); err != nil {
+					return err
+				}
+			}
+			if i%4 == 1 {
+				s2.FlushJournal(ctx)
+			}
+		}
+		return nil
+	})
+	wg.Wait()
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	default:
+	}
+	closed = true
+	s2.Close() // final flush of server B
+	e.s.FlushJournal(ctx)
+	before := dumpAccount(t, a)
+	if got := strings.Count(before, "  uid="); got < 6+2*n {
+		t.Fatalf("scenario state (%d messages):\n%s", got, before)
+	}
+	snapshots := 0
+	rec.mu.Lock()
+	for k, c := range rec.puts {
+		if c != 1 {
+			t.Errorf("%s written %d times", k, c)
+		}
+		if strings.Contains(k, "/snapshot/") {
+			snapshots++
+		}
+	}
+	t.Logf("%d journal and snapshot objects written (%d snapshots)", len(rec.puts), snapshots)
+	rec.mu.Unlock()
+	if snapshots == 0 {
+		t.Errorf("no snapshot written; the test wants snapshots among concurrent flushes")
+	}
+
+	e.crash()
+	e.open()
+	counting.reset()
+	st, err := e.s.Reindex(ctx, account, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Gets != 0 || counting.gets.Load() != 0 || len(st.NewValidity) != 0 {
+		t.Errorf("reindex stats %+v; message GETs %d", st, counting.gets.Load())
+	}
+	if after := dumpAccount(t, e.account(account)); after != before {
+		t.Errorf("state after reindex differs:\n--- before\n%s--- after\n%s", before, after)
+	}
+}
+
+func (e *jenv) mailbox2(a *Account, name string) Mailbox {
+	e.t.Helper()
+	mb, err := a.Mailbox(context.Background(), name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return mb
+}
+
+// TestJournalSnapshotRace: server B flushes the account's journal while
+// server A's snapshot flush holds its seq but has not read the snapshot
+// yet, and a flag changes right after. B's flush must wait for A's to
+// finish (the journal lock): otherwise B's journal object, numbered
+// after the snapshot but older than it, would be replayed over it and a
+// rebuild would bring back the old flags.
+func TestJournalSnapshotRace(t *testing.T) {
+	if !onPG {
+		t.Skip("PostgreSQL only: one server journals a SQLite file")
+	}
+	fsStore, err := blobfs.New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newJEnv(t, fsStore, time.Hour, 1000) // flushes only when told
+	ctx := context.Background()
+	const account = "race@example.org"
+	a := e.account(account)
+	e.deliver(a, "INBOX", testMsg(1), msgDate(1))
+	e.deliver(a, "INBOX", testMsg(2), msgDate(2))
+	inbox := e.mailbox2(a, "INBOX")
+	if err := e.s.flushAccount(ctx, account, false); err != nil {
+		t.Fatal(err)
+	}
+	db2 := openMetaDB(t, e.dsn)
+	defer db2.Close()
+	s2, err := Open(ctx, Options{DB: db2, Blobs: fsStore, SpoolDir: filepath.Join(e.dir, "spool2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	b, err := s2.Account(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bDone := make(chan error, 1)
+	waited := false
+	e.s.afterSnapshotSeq = func() {
+		e.s.afterSnapshotSeq = nil
+		if _, _, err := b.StoreFlags(ctx, inbox.ID, []uint32{1}, Add, []string{FlagFlagged}, 0); err != nil {
+			t.Error(err)
+		}
+		go func() { bDone <- s2.flushAccount(ctx, account, false) }()
+		select {
+		case err := <-bDone:
+			bDone <- err // B's flush did not wait for A's
+		case <-time.After(500 * time.Millisecond):
+			waited = true
+		}
+		if _, _, err := a.StoreFlags(ctx, inbox.ID, []uint32{1}, Replace, []string{FlagSeen}, 0); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := e.s.flushAccount(ctx, account, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	if !waited {
+		t.Error("server B's flush ran inside server A's snapshot flush")
+	}
+	before := dumpAccount(t, a)
+	if !strings.Contains(before, `uid=1 flags=[\Seen]`) {
+		t.Fatalf("state before:\n%s", before)
+	}
+	e.crash()
+	e.open()
+	if _, err := e.s.Reindex(ctx, account, false); err != nil {
+		t.Fatal(err)
+	}
+	if after := dumpAccount(t, e.account(account)); after != before {
+		t.Errorf("state after reindex differs:\n--- before\n%s--- after\n%s", before, after)
+	}
 }

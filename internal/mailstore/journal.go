@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sort"
@@ -284,6 +285,11 @@ func (s *Store) flushAccount(ctx context.Context, account string, snapshot bool)
 		j.flush.Lock()
 		defer j.flush.Unlock()
 	}
+	unlock, err := s.lockJournal(ctx, account)
+	if err != nil {
+		return fmt.Errorf("mailstore: journal %s: lock: %w", account, err)
+	}
+	defer unlock()
 	prefix := accountPrefix(account)
 	var w *journal.Writer
 	defer func() {
@@ -292,7 +298,7 @@ func (s *Store) flushAccount(ctx context.Context, account string, snapshot bool)
 		}
 	}()
 	var st jstate
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		if w != nil {
 			w.Close()
 			w = nil
@@ -343,13 +349,16 @@ func (s *Store) flushAccount(ctx context.Context, account string, snapshot bool)
 		return nil
 	}
 	if err == nil && st.snapshot {
+		if s.afterSnapshotSeq != nil {
+			s.afterSnapshotSeq()
+		}
 		// A snapshot can be large: it is read in a read transaction (one
 		// consistent view) so that writers are not held up. Its seq was
-		// taken first; that is safe because flushes of this process are
-		// serialised (j.flush) and only one process journals: no journal
-		// object is computed between the seq and this read, and every
-		// change after the read is above the MODSEQs saved below, so it
-		// goes into a later journal object.
+		// taken first; that is safe because flushes of one account are
+		// serialised (j.flush in this process, lockJournal across
+		// servers): no journal object is computed between the seq and
+		// this read, and every change after the read is above the
+		// MODSEQs saved below, so it goes into a later journal object.
 		err = s.readTx(ctx, func(tx *sql.Tx) error { return s.journalDiff(ctx, tx, w, &st) })
 		st.records = w.Len()
 	}
@@ -371,6 +380,49 @@ func (s *Store) flushAccount(ctx context.Context, account string, snapshot bool)
 		s.pruneJournal(ctx, prefix, st.seq)
 	}
 	return nil
+}
+
+// lockJournal serialises the flushes of account across servers sharing a
+// PostgreSQL database: it takes the session advisory lock
+// (metadb.JournalLockClass, metadb.AccountLockKey(account)) on a
+// connection of its own, kept until the returned func releases it, so a
+// flush of another server waits (ctx bounds the wait). Without it, two
+// servers could interleave seq allocation, diff, Put and state save, and
+// (worse) a journal object of server B could fall between the seq of a
+// snapshot of server A and A's read of it; replay would then apply B's
+// older records over the newer snapshot. Lock order: j.flush, then this
+// lock, then the write lock (write batches never wait for this one).
+// Each flush still reads the journal_* state the previous one saved in
+// the shared database, and seqs come from journal_accounts there, so
+// object keys never collide. On SQLite (one server per file) it is a
+// no-op.
+func (s *Store) lockJournal(ctx context.Context, account string) (unlock func(), err error) {
+	if s.dialect != metadb.Postgres {
+		return func() {}, nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A connection that may hold the lock must never go back to the
+	// pool: returning ErrBadConn from Raw makes database/sql close it.
+	discard := func() { conn.Raw(func(any) error { return driver.ErrBadConn }) }
+	key := metadb.AccountLockKey(account)
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?, ?)`, metadb.JournalLockClass, key); err != nil {
+		discard()
+		conn.Close()
+		return nil, err
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var ok bool
+		if err := conn.QueryRowContext(uctx, `SELECT pg_advisory_unlock(?, ?)`, metadb.JournalLockClass, key).Scan(&ok); err != nil || !ok {
+			s.log.Warn("mailstore: journal unlock failed; closing the connection", "account", account, "err", err)
+			discard()
+		}
+		conn.Close()
+	}, nil
 }
 
 // pruneJournal deletes the journal objects a snapshot at seq covers and

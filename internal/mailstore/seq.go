@@ -27,9 +27,18 @@ import "context"
 // wait for the chain to drain first.
 //
 // The sequencer is per process. Another process writing the same SQLite
-// file (the importer while the server runs) is caught by the insert's
-// check that no larger UID exists; the row then takes a fresh UID and the
-// object's "uid" metadata is stale (a hint; the journal is authoritative).
+// file (the importer while the server runs), or another server on the
+// shared PostgreSQL database, is caught by the insert's check that no
+// larger UID exists in the mailbox (messages and expunge log); the row
+// then takes a fresh UID (UIDNEXT) and the object's "uid" metadata is
+// stale (a hint; the journal is authoritative). The check is sound
+// across servers because write transactions of all servers run one at a
+// time (BEGIN IMMEDIATE on SQLite, the cluster-wide write lock on
+// PostgreSQL: commit.go), so the check and the insert see every other
+// commit before them, and UIDs become visible in ascending order in
+// commit order (TestConcurrentServers). A COPY or MOVE on another server
+// does not wait for this server's reservations (it cannot see them): an
+// Append overtaken that way takes the fresh UID as above.
 type mboxSeq struct {
 	lockc chan struct{} // 1-slot semaphore guarding reservations and tail
 	tail  chan struct{} // closed when every ticket so far is done

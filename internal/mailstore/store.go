@@ -70,6 +70,10 @@ type Store struct {
 	hub *hub // change notifications; see watch.go
 
 	jrn *journaler // nil when the journal is off; see journal.go
+
+	// afterSnapshotSeq, if set (tests, before use), runs in a snapshot
+	// flush between taking its seq and reading the snapshot.
+	afterSnapshotSeq func()
 }
 
 // Open opens the store, creating its schema if needed.
