@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/bucketmail/bucketmail/internal/testutil/e2e"
 )
 
@@ -62,6 +64,54 @@ func TestUserChangesReachServe(t *testing.T) {
 	loginFails(t, s, "ivy@example.org", "old pw", "NO [AUTHENTICATIONFAILED]")
 	c := login(t, s.IMAPAddr, "ivy@example.org", "new pw")
 	c.Close()
+
+	// import on the same data directory: an IDLE session on serve sees
+	// the new message at once (the control socket carries the store
+	// change; without it nothing would wake the session).
+	exists := make(chan uint32, 10)
+	ic, err := imapclient.DialInsecure(s.IMAPAddr, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				exists <- *d.NumMessages
+			}
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	if err := ic.Login("ivy@example.org", "new pw").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if sel, err := ic.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != 1 {
+		t.Fatalf("SELECT INBOX: %+v, %v; want 1 message", sel, err)
+	}
+	idle, err := ic.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbox := filepath.Join(t.TempDir(), "in.mbox")
+	if err := os.WriteFile(mbox, []byte("From a@example.com Mon Nov 30 10:00:00 2026\nFrom: a@example.com\nSubject: imported\n\nhello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s.Run(t, "", "import", "--user", "ivy@example.org", mbox)
+	ran := time.Since(start)
+	select {
+	case n := <-exists:
+		if n != 2 {
+			t.Fatalf("IDLE: %d EXISTS, want 2", n)
+		}
+		t.Logf("IDLE session saw the imported message %s after import started (import ran %s)", time.Since(start), ran)
+	case <-time.After(2 * time.Second):
+		t.Fatal("IDLE session on serve saw no EXISTS within 2 s of import exiting")
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
 
 	if got := s.Run(t, "", "user", "del", "jack@example.org"); got != "deleted jack@example.org and its mail\n" {
 		t.Fatalf("user del: %q", got)
