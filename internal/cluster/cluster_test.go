@@ -550,7 +550,8 @@ func (c *clock) Add(d time.Duration) {
 // updating / write / updated on the bus works at once on server B (whose
 // auth cache held the old one), the old password stops working at once,
 // B's reads inside the window bypass its cache with consistent reads
-// (DynamoDB ConsistentRead), and after the window B caches again. On
+// (DynamoDB ConsistentRead), and after the window B caches again. An
+// account deleted elsewhere empties B's auth cache. On
 // DynamoDB (dynalite) with the NATS bus and on PostgreSQL with the
 // PostgreSQL bus.
 func TestConsistencyWindow(t *testing.T) {
@@ -681,6 +682,21 @@ func TestConsistencyWindow(t *testing.T) {
 			if st2.Misses != st1.Misses+1 || st2.Hits != st1.Hits+1 || br2 != br1 {
 				t.Fatalf("after the window: misses %d→%d, hits %d→%d, consistent reads %d→%d; want 1 miss, 1 hit, no consistent read",
 					st1.Misses, st2.Misses, st1.Hits, st2.Hits, br1, br2)
+			}
+
+			// An account deleted elsewhere: B's auth cache keeps nothing.
+			if st := auth.Stats(); st.Entries == 0 {
+				t.Fatal("auth cache empty before the deletion; the check below would prove nothing")
+			}
+			if err := writer.Publish(ctx, bus.Event{Kind: bus.KindAccountDeleted, Account: "someone@example.org"}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for auth.Stats().Entries != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("B's auth cache holds %d entries 5 s after an account deletion", auth.Stats().Entries)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 		})
 	}
