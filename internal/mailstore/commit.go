@@ -47,9 +47,13 @@ import (
 //
 // A caller whose ctx is done before its operation starts gets ctx.Err()
 // and its operation never runs. One whose ctx ends while its operation
-// runs may make SQLite interrupt the statement; if that aborted the whole
-// transaction, the commit fails and every operation of the batch gets
-// that error (nothing is reported committed that was not).
+// runs may make SQLite interrupt the statement; on PostgreSQL the
+// statement runs to its end and the operation's next call fails
+// (metadb's pgConn: pgx would close the connection otherwise); either way
+// only that operation is rolled back (TestGroupCommitCancelMidStatement).
+// If something aborted the whole transaction, the commit fails and every
+// operation of the batch gets that error (nothing is reported committed
+// that was not).
 type writeQueue struct {
 	mu      sync.Mutex
 	queue   []*writeOp

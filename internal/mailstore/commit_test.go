@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -244,4 +245,89 @@ func TestStmtCache(t *testing.T) {
 		t.Errorf("%d statements cached, want %d", len(e.s.stmts.m), maxCachedStmts)
 	}
 	e.s.stmts.mu.Unlock()
+}
+
+// TestGroupCommitCancelMidStatement: a caller whose ctx ends while its
+// operation's statement runs loses only its own operation; the others of
+// the batch commit (SQLite interrupts the statement; on PostgreSQL the
+// statement ends and the caller's next call fails, since pgx would
+// otherwise close the connection and with it the batch's transaction).
+func TestGroupCommitCancelMidStatement(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	slow := `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c`
+	if onPG {
+		slow = `SELECT pg_sleep(0.4)`
+	}
+	gate, inGate := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- e.s.writeTx(ctx, func(tx *sql.Tx) error { close(inGate); <-gate; return nil })
+	}()
+	<-inGate
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	started := make(chan struct{})
+	cerr, okErr := make(chan error, 1), make(chan error, 1)
+	go func() {
+		cerr <- e.s.writeTx(cctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(cctx, `INSERT INTO counters (name, value) VALUES ('cancelled-1', 1)`); err != nil {
+				return err
+			}
+			close(started)
+			if _, err := tx.ExecContext(cctx, slow); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(cctx, `INSERT INTO counters (name, value) VALUES ('cancelled-2', 1)`)
+			return err
+		})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		e.s.wq.mu.Lock()
+		n := len(e.s.wq.queue)
+		e.s.wq.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("operation not queued")
+		}
+	}
+	go func() {
+		okErr <- e.s.writeTx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ('other', 1)`)
+			return err
+		})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		e.s.wq.mu.Lock()
+		n := len(e.s.wq.queue)
+		e.s.wq.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("operation not queued")
+		}
+	}
+	close(gate)
+	<-started
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-cerr; err == nil {
+		t.Error("cancelled operation succeeded")
+	}
+	if err := <-okErr; err != nil {
+		t.Errorf("other operation of the batch: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("first operation of the batch: %v", err)
+	}
+	names, err := queryStrings(ctx, e.db, `SELECT name FROM counters ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(names, ","); got != "other" {
+		t.Errorf("committed counters %q, want other (the cancelled operation rolled back whole)", got)
+	}
 }

@@ -295,22 +295,40 @@ func wrapConn(c driver.Conn) (driver.Conn, error) {
 // pgConn is a pgx stdlib connection whose query texts are rebound. It
 // keeps the stdlib connection's other interfaces (BeginTx, Ping,
 // ResetSession, CheckNamedValue, …) by embedding.
+//
+// Cancellation inside a transaction: pgx answers a ctx cancelled while a
+// statement runs by closing the connection, which would end the whole
+// transaction, i.e. a group commit batch of several callers, for one
+// caller gone away. Inside a transaction a statement therefore runs to
+// its end regardless of ctx (statements are short; a write batch holds
+// the write lock, so nothing waits long), and the caller's next call
+// fails with ctx.Err() from database/sql, so only its own operation is
+// rolled back (to its savepoint), as SQLite's interrupt does. Outside a
+// transaction ctx cancels the statement as usual.
 type pgConn struct{ *stdlib.Conn }
+
+// stmtCtx is ctx, detached from its cancellation inside a transaction.
+func (c *pgConn) stmtCtx(ctx context.Context) context.Context {
+	if c.Conn.Conn().PgConn().TxStatus() != 'I' {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
 
 func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
 	return c.Conn.Prepare(Rebind(query))
 }
 
 func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.Conn.PrepareContext(ctx, Rebind(query))
+	return c.Conn.PrepareContext(c.stmtCtx(ctx), Rebind(query))
 }
 
 func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.Conn.ExecContext(ctx, Rebind(query), args)
+	return c.Conn.ExecContext(c.stmtCtx(ctx), Rebind(query), args)
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.QueryContext(ctx, Rebind(query), args)
+	return c.Conn.QueryContext(c.stmtCtx(ctx), Rebind(query), args)
 }
 
 var (
