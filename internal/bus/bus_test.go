@@ -97,6 +97,39 @@ func TestStamperSkip(t *testing.T) {
 	}
 }
 
+// TestHubForgetsIdleOrigins: past maxOrigins, origins silent for
+// originIdle are forgotten; active ones keep their gap detection.
+func TestHubForgetsIdleOrigins(t *testing.T) {
+	h := NewHub(nil)
+	now := time.Unix(1e9, 0)
+	h.now = func() time.Time { return now }
+	s, err := h.Subscribe("", 4*maxOrigins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Deliver(Event{Kind: KindNewMail, Account: "a", Origin: "server", Boot: 1, Seq: 1, ModSeq: 1})
+	now = now.Add(originIdle + time.Second)
+	for i := range maxOrigins {
+		h.Deliver(Event{Kind: KindAccountUpdated, Account: "a", Origin: fmt.Sprintf("server/user-%d", i), Boot: 1, Seq: 1})
+	}
+	h.Deliver(Event{Kind: KindNewMail, Account: "a", Origin: "cli", Boot: 1, Seq: 1, ModSeq: 7})
+	h.mu.Lock()
+	n := len(h.origins)
+	_, kept := h.origins["server"]
+	h.mu.Unlock()
+	// "server" was idle too long: forgotten, with the first 1024 CLI
+	// origins kept (they are not idle) and "cli" added.
+	if kept || n != maxOrigins+1 {
+		t.Fatalf("origins: %d, server kept %v; want %d, false", n, kept, maxOrigins+1)
+	}
+	// "server"'s next event is taken as a first one: no resync.
+	h.Deliver(Event{Kind: KindNewMail, Account: "a", Origin: "server", Boot: 1, Seq: 5, ModSeq: 5})
+	got := drain(t, s)
+	if len(got) != maxOrigins+3 || slices.Contains(got, -1) {
+		t.Fatalf("%d deliveries (resync among them: %v), want %d and no resync", len(got), slices.Contains(got, -1), maxOrigins+3)
+	}
+}
+
 // drain returns the ModSeqs (or -1 for ErrResync) available now.
 func drain(t *testing.T, s *Subscription) []int {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // DefaultQueue is the per-subscription queue bound when Subscribe gets 0.
@@ -22,16 +23,29 @@ type Hub struct {
 	closed  bool
 	subs    map[string]map[*Subscription]struct{} // by account; "" for all accounts
 	origins map[string]originState                // by Origin
+	now     func() time.Time
 }
 
-type originState struct{ boot, seq uint64 }
+type originState struct {
+	boot, seq uint64
+	seen      time.Time // last event
+}
+
+// Origins are forgotten when there are more than maxOrigins and they
+// were silent for originIdle (short-lived publishers such as CLI runs,
+// whose origin names carry a process id, would otherwise accumulate).
+// A forgotten origin's next event is taken as its first (no gap check).
+const (
+	maxOrigins = 1024
+	originIdle = 10 * time.Minute
+)
 
 // NewHub returns an empty hub logging to log (nil: discard).
 func NewHub(log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{log: log, subs: map[string]map[*Subscription]struct{}{}, origins: map[string]originState{}}
+	return &Hub{log: log, subs: map[string]map[*Subscription]struct{}{}, origins: map[string]originState{}, now: time.Now}
 }
 
 // Subscribe adds a subscription; see Subscriber. Errors: ErrClosed.
@@ -82,7 +96,15 @@ func (h *Hub) Deliver(ev Event) {
 			h.log.Warn("bus: gap", "origin", ev.Origin, "missed", ev.Seq-st.seq-1)
 			h.resyncLocked()
 		}
-		h.origins[ev.Origin] = originState{boot: ev.Boot, seq: ev.Seq}
+		now := h.now()
+		if !seen && len(h.origins) >= maxOrigins {
+			for o, st := range h.origins {
+				if now.Sub(st.seen) > originIdle {
+					delete(h.origins, o)
+				}
+			}
+		}
+		h.origins[ev.Origin] = originState{boot: ev.Boot, seq: ev.Seq, seen: now}
 	}
 	for s := range h.subs[ev.Account] {
 		s.push(ev)
