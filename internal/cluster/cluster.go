@@ -32,6 +32,9 @@
 //	                       every cached message object the index no longer
 //	                       refers to
 //
+// The read-cache checks run in one goroutine of their own, requests
+// coalescing, so a long check never holds up the handling of events.
+//
 // Account changes (any origin, this node's included): "updating" starts a
 // consistency window for the event's address (Event.Address, or Account
 // when empty): authcache.Bypass(address, now+ConsistencyWindow) sends its
@@ -137,6 +140,13 @@ type Node struct {
 
 	store *mailstore.Store // set by Start
 
+	// Cache checks run in their own goroutine (checker), so that a
+	// long check never holds up the receiving loop; requests coalesce.
+	checkMu     sync.Mutex
+	checkAll    bool
+	checkAccts  map[string]bool
+	checkSignal chan struct{} // capacity 1
+
 	m nodeMetrics
 }
 
@@ -212,12 +222,14 @@ func New(o Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		o:       o,
-		log:     o.Logger.With("component", "cluster"),
-		q:       make(chan bus.Event, o.Queue),
-		stopPub: make(chan struct{}),
-		pubDone: make(chan struct{}),
-		m:       m,
+		o:           o,
+		log:         o.Logger.With("component", "cluster"),
+		q:           make(chan bus.Event, o.Queue),
+		stopPub:     make(chan struct{}),
+		pubDone:     make(chan struct{}),
+		checkAccts:  map[string]bool{},
+		checkSignal: make(chan struct{}, 1),
+		m:           m,
 	}
 	go n.publisher()
 	return n, nil
@@ -330,11 +342,15 @@ func (n *Node) Start(ctx context.Context, store *mailstore.Store) error {
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		defer sub.Close()
 		n.receive(rctx, sub)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.checker(rctx)
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -357,7 +373,7 @@ func (n *Node) receive(ctx context.Context, sub *bus.Subscription) {
 			n.m.resyncs.Inc()
 			n.log.Info("bus: resync: every session re-reads the store")
 			n.store.NotifyAll()
-			n.evictMissing(ctx, "")
+			n.requestCheck("")
 		default: // ErrClosed or ctx done
 			return
 		}
@@ -380,7 +396,7 @@ func (n *Node) Handle(ctx context.Context, ev bus.Event) {
 	n.store.Notify(ev.Account)
 	switch ev.Kind {
 	case bus.KindExpunge:
-		n.evictMissing(ctx, ev.Account)
+		n.requestCheck(ev.Account)
 	case bus.KindAccountDeleted:
 		if n.o.Cache != nil {
 			if k := n.o.Cache.EvictPrefix(journal.AccountPrefix(ev.Account)); k > 0 {
@@ -408,6 +424,48 @@ func (n *Node) window(ev bus.Event) {
 	until := n.o.Now().Add(n.o.ConsistencyWindow)
 	n.o.Auth.Bypass(addr, until)
 	n.log.Debug("consistency window", "kind", ev.Kind, "address", addr, "origin", ev.Origin, "until", until)
+}
+
+// requestCheck asks the checker to drop account's ("" for every
+// account's) cached objects that the index no longer refers to.
+func (n *Node) requestCheck(account string) {
+	if n.o.Cache == nil {
+		return
+	}
+	n.checkMu.Lock()
+	if account == "" {
+		n.checkAll = true
+		clear(n.checkAccts)
+	} else if !n.checkAll {
+		n.checkAccts[account] = true
+	}
+	n.checkMu.Unlock()
+	select {
+	case n.checkSignal <- struct{}{}:
+	default:
+	}
+}
+
+// checker runs the requested cache checks until ctx ends.
+func (n *Node) checker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.checkSignal:
+		}
+		n.checkMu.Lock()
+		all, accts := n.checkAll, n.checkAccts
+		n.checkAll, n.checkAccts = false, map[string]bool{}
+		n.checkMu.Unlock()
+		if all {
+			n.evictMissing(ctx, "")
+			continue
+		}
+		for a := range accts {
+			n.evictMissing(ctx, a)
+		}
+	}
 }
 
 // evictMissing drops from the read cache the message objects of account
