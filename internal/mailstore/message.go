@@ -177,6 +177,7 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 	if op != Replace && op != Add && op != Remove {
 		return nil, nil, fmt.Errorf("mailstore: store flags: bad op %d", op)
 	}
+	var guid string
 	err = a.s.writeTx(ctx, func(tx *sql.Tx) error {
 		changed, failed = nil, nil
 		p := a.s.pq(tx)
@@ -184,6 +185,7 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 		if err != nil {
 			return err
 		}
+		guid = mb.GUID
 		ckw, err := canonKeywords(ctx, tx, a.id, kws, op != Remove)
 		if err != nil {
 			return err
@@ -246,7 +248,7 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 		return nil, nil, fmt.Errorf("mailstore: store flags %d: %w", mailboxID, err)
 	}
 	if len(changed) > 0 {
-		a.s.hub.publish(Change{Account: a.name, Kind: ChangeFlags, ModSeq: changed[0].ModSeq})
+		a.s.hub.publish(Change{Account: a.name, Kind: ChangeFlags, MailboxGUID: guid, ModSeq: changed[0].ModSeq})
 	}
 	return changed, failed, nil
 }
@@ -254,12 +256,15 @@ func (a *Account) storeFlags(ctx context.Context, mailboxID int64, uids []uint32
 func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
 	var removed []uint32
 	var gone []string
+	var guid string
+	var modseq uint64
 	err := a.s.writeTx(ctx, func(tx *sql.Tx) error {
 		removed, gone = nil, nil
 		mb, err := a.mailboxByID(ctx, tx, mailboxID)
 		if err != nil {
 			return err
 		}
+		guid = mb.GUID
 		type victim struct {
 			uid uint32
 			key string
@@ -294,7 +299,7 @@ func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) (
 		if len(vs) == 0 {
 			return nil
 		}
-		modseq := mb.HighestModSeq + 1
+		modseq = mb.HighestModSeq + 1
 		for _, v := range vs {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE mailbox_id = ? AND uid = ?`, mailboxID, v.uid); err != nil {
 				return err
@@ -320,7 +325,7 @@ func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) (
 	}
 	a.s.deleteBlobs(ctx, gone)
 	if len(removed) > 0 {
-		a.s.hub.publish(Change{Account: a.name, Kind: ChangeExpunge, Gone: gone})
+		a.s.hub.publish(Change{Account: a.name, Kind: ChangeExpunge, MailboxGUID: guid, ModSeq: modseq, Gone: gone})
 		a.s.journalNow(ctx, a.name)
 	}
 	return removed, nil
@@ -365,6 +370,8 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 		return fail(err)
 	}
 	var res CopyResult
+	var srcGUID string
+	var srcMod, dstMod uint64
 	err = a.s.writeTx(ctx, func(tx *sql.Tx) error {
 		res = CopyResult{}
 		src, err := a.mailboxByID(ctx, tx, mailboxID)
@@ -397,8 +404,9 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 		if err != nil || len(res.SrcUIDs) == 0 {
 			return err
 		}
-		dstMod := dst.HighestModSeq + 1
-		srcMod := src.HighestModSeq + 1
+		srcGUID = src.GUID
+		dstMod = dst.HighestModSeq + 1
+		srcMod = src.HighestModSeq + 1
 		if src.ID == dst.ID {
 			srcMod = dstMod
 		}
@@ -445,11 +453,12 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 		return fail(err)
 	}
 	if len(res.SrcUIDs) > 0 {
-		kind := ChangeNewMail
+		// A MOVE is an expunge in the source and new mail in the
+		// destination: one change each.
 		if move {
-			kind = ChangeExpunge
+			a.s.hub.publish(Change{Account: a.name, Kind: ChangeExpunge, MailboxGUID: srcGUID, ModSeq: srcMod})
 		}
-		a.s.hub.publish(Change{Account: a.name, Kind: kind})
+		a.s.hub.publish(Change{Account: a.name, Kind: ChangeNewMail, MailboxGUID: dst.GUID, ModSeq: dstMod})
 		a.s.journalNow(ctx, a.name)
 	}
 	return res, nil

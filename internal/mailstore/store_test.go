@@ -875,3 +875,75 @@ func TestMoveAtomic(t *testing.T) {
 	default:
 	}
 }
+
+// TestChangeHints: Options.OnChange receives, per committed write, the
+// account, kind, mailbox GUID and the mailbox's HIGHESTMODSEQ after the
+// change (a MOVE gives an expunge in the source and new mail in the
+// destination); an expunge that drops an object's last reference names
+// it in Gone.
+func TestChangeHints(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var got []Change
+	e.s.hub.onChange = func(c Change) {
+		mu.Lock()
+		got = append(got, c)
+		mu.Unlock()
+	}
+	a := e.account("hints@x")
+	inbox, trash := e.mailbox(a, "INBOX"), e.mailbox(a, "Trash")
+	r1 := e.appendMsg(a, "INBOX", testMsg(1))
+	e.appendMsg(a, "INBOX", testMsg(2))
+	if _, _, err := a.StoreFlags(ctx, inbox.ID, []uint32{1, 2}, Add, []string{FlagDeleted}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Copy(ctx, inbox.ID, []uint32{2}, "Trash"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Move(ctx, trash.ID, []uint32{1}, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	var key1 string
+	if err := e.db.QueryRow(`SELECT blob_key FROM messages WHERE mailbox_id = ? AND uid = 1`, inbox.ID).Scan(&key1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Expunge(ctx, inbox.ID, []uint32{1}); err != nil { // the object's last reference
+		t.Fatal(err)
+	}
+	if _, err := a.Expunge(ctx, inbox.ID, nil); err != nil { // UID 2: its copy went to Archive, the object stays
+		t.Fatal(err)
+	}
+	archive := e.mailbox(a, "Archive")
+	if err := a.DeleteMailbox(ctx, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var b strings.Builder
+	for _, c := range got {
+		g := map[string]string{inbox.GUID: "INBOX", trash.GUID: "Trash", archive.GUID: "Archive", "": "-"}[c.MailboxGUID]
+		gone := fmt.Sprint(c.Gone)
+		if len(c.Gone) == 1 && c.Gone[0] == key1 {
+			gone = "[key of INBOX 1]"
+		}
+		fmt.Fprintf(&b, "%s %d %s %d gone=%s\n", c.Account, c.Kind, g, c.ModSeq, gone)
+	}
+	want := fmt.Sprintf(`hints@x %d - 0 gone=[]
+hints@x %d INBOX 2 gone=[]
+hints@x %d INBOX 3 gone=[]
+hints@x %d INBOX 4 gone=[]
+hints@x %d Trash 2 gone=[]
+hints@x %d Trash 3 gone=[]
+hints@x %d Archive 2 gone=[]
+hints@x %d INBOX 5 gone=[key of INBOX 1]
+hints@x %d INBOX 6 gone=[]
+hints@x %d - 0 gone=[]
+`, ChangeMailboxes, ChangeNewMail, ChangeNewMail, ChangeFlags, ChangeNewMail, ChangeExpunge, ChangeNewMail, ChangeExpunge, ChangeExpunge, ChangeMailboxes)
+	if b.String() != want {
+		t.Errorf("changes:\n%swant:\n%s", b.String(), want)
+	}
+	if r1.ModSeq != 2 {
+		t.Errorf("first append MODSEQ %d, want 2", r1.ModSeq)
+	}
+}
