@@ -131,6 +131,9 @@ type Deliverer struct {
 	Users userdb.UserDB
 	// Delimiter is the recipient delimiter ("+"); "" turns it off.
 	Delimiter string
+	// Policy normalises recipient addresses (TOML auth.local_part_case,
+	// auth.normalize); it must be the user database's. Zero: lower-cased, NFC.
+	Policy userdb.AddressPolicy
 	// MaxSize bounds a message in bytes (see the package doc); <= 0: no limit.
 	MaxSize int64
 	// Hostname appears in the Received field.
@@ -145,12 +148,12 @@ type Recipient struct {
 }
 
 // Resolve finds the account for a recipient address (RCPT TO time). The
-// address is normalised (userdb.Normalize) and looked up as it is, then,
+// address is normalised (Policy.Normalize) and looked up as it is, then,
 // if unknown, with the recipient-delimiter detail removed. Errors:
 // ErrBadAddress, ErrUnknownRecipient, ErrDisabled (permanent);
 // userdb.ErrUnavailable or any other lookup failure (temporary).
 func (d *Deliverer) Resolve(ctx context.Context, address string) (Recipient, error) {
-	norm := userdb.Normalize(address)
+	norm := d.Policy.Normalize(address)
 	if norm == "" || strings.ContainsAny(norm, " \t\r\n<>") {
 		return Recipient{}, permanent("resolve", fmt.Sprintf("%q", address), ErrBadAddress, nil)
 	}

@@ -127,6 +127,49 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// TestResolvePolicy: with auth.local_part_case = keep the recipient's
+// local part is matched as written (the domain never), and the delimiter
+// is stripped from the as-written form.
+func TestResolvePolicy(t *testing.T) {
+	ctx := context.Background()
+	db, err := metadb.OpenSQLite(ctx, filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	keep := userdb.AddressPolicy{KeepLocalCase: true}
+	u, err := embedded.New(ctx, db, embedded.WithPolicy(keep), embedded.WithHasher(func(pw string) (string, error) {
+		return password.HashArgon2ID(pw, password.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1})
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"Alice@example.org", "alice@example.org"} {
+		if err := u.AddUser(ctx, a, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &Deliverer{Users: u, Delimiter: "+", Policy: keep}
+	for _, tc := range []struct{ in, account string }{
+		{"Alice@EXAMPLE.org", "Alice@example.org"},
+		{"Alice+x@Example.org", "Alice@example.org"},
+		{"alice@example.ORG", "alice@example.org"},
+		{"alice+x@example.org", "alice@example.org"},
+		{"ALICE@example.org", ""},
+	} {
+		rc, err := d.Resolve(ctx, tc.in)
+		if tc.account == "" {
+			if !errors.Is(err, ErrUnknownRecipient) {
+				t.Errorf("Resolve(%q) = %+v, %v; want ErrUnknownRecipient", tc.in, rc, err)
+			}
+			continue
+		}
+		if err != nil || rc.User.Account != tc.account {
+			t.Errorf("Resolve(%q) = %+v, %v; want account %s", tc.in, rc, err, tc.account)
+		}
+	}
+}
+
 func TestTemporary(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -77,18 +78,51 @@ func (c *conn) cmdLogin(tag string) error {
 	return c.login(user, pass)
 }
 
+// remoteIP is the client's IP address; invalid for a unix socket.
+func (c *conn) remoteIP() netip.Addr {
+	ap, err := netip.ParseAddrPort(c.remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
+}
+
 // login authenticates and moves to the authenticated state.
+//
+// Failed-login throttling (issue 5 item 5, userdb/throttle): before the
+// credentials are checked the attempt waits the growing delay its remote
+// IP and account have earned by earlier failures, whether the password
+// is right or not; an unknown user and a wrong password both count.
+// AuthFailureDelay and the BYE after 5 failures are per connection, on
+// top of it.
 func (c *conn) login(address, password string) error {
 	if !c.authAllowed() {
 		return no("PRIVACYREQUIRED", "Plaintext authentication requires TLS")
 	}
+	user := c.srv.opts.AddressPolicy.Normalize(address)
+	ip := c.remoteIP()
+	if d := c.srv.throttle.Delay(ip, user); d > 0 {
+		c.log.Info("imap: login throttled", slog.String("user", user), slog.Duration("delay", d))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.srv.closingCh:
+			t.Stop()
+			return no("UNAVAILABLE", "Server shutting down")
+		case <-c.ctx.Done():
+			t.Stop()
+			c.state = stateLogout
+			return errConnDone
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	u, err := c.srv.opts.Auth.Authenticate(ctx, userdb.Normalize(address), password)
+	u, err := c.srv.opts.Auth.Authenticate(ctx, user, password)
 	if err != nil {
 		if errors.Is(err, userdb.ErrAuthFailed) {
+			c.srv.throttle.Failure(ip, user)
 			c.authFails++
-			c.log.Info("imap: authentication failed", slog.String("user", userdb.Normalize(address)))
+			c.log.Info("imap: authentication failed", slog.String("user", user))
 			if d := c.srv.opts.AuthFailureDelay; d > 0 {
 				t := time.NewTimer(d)
 				select {
@@ -106,6 +140,7 @@ func (c *conn) login(address, password string) error {
 		}
 		return err
 	}
+	c.srv.throttle.Success(ip, user)
 	if u.Account == "" {
 		u.Account = u.Address
 	}
@@ -176,7 +211,7 @@ func (c *conn) cmdAuthenticate(tag string) error {
 		return bad("Invalid PLAIN response")
 	}
 	authz, authc, pass := string(parts[0]), string(parts[1]), string(parts[2])
-	if authz != "" && userdb.Normalize(authz) != userdb.Normalize(authc) {
+	if p := c.srv.opts.AddressPolicy; authz != "" && p.Normalize(authz) != p.Normalize(authc) {
 		return no("AUTHORIZATIONFAILED", "Authorization identity not allowed")
 	}
 	return c.login(authc, pass)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/bucketmail/bucketmail/internal/mailstore"
 	"github.com/bucketmail/bucketmail/internal/userdb"
+	"github.com/bucketmail/bucketmail/internal/userdb/throttle"
 )
 
 // Options configure a Server. Store and Auth are required; the zero
@@ -62,6 +63,19 @@ type Options struct {
 	// Trace logs every client and server line at slog.LevelDebug, with
 	// LOGIN and AUTHENTICATE arguments redacted and literal data summarised.
 	Trace bool
+	// AddressPolicy normalises LOGIN and AUTHENTICATE user names (TOML
+	// auth.local_part_case, auth.normalize); it must be Auth's. The zero
+	// value (lower-cased, NFC) is the default.
+	AddressPolicy userdb.AddressPolicy
+	// ThrottleMaxDelay caps the growing wait before a login is checked,
+	// per remote IP and per account (TOML auth.throttle_max_delay; see
+	// userdb/throttle). 0: 15 s; negative: no throttling. Used when
+	// Throttle is nil.
+	ThrottleMaxDelay time.Duration
+	// Throttle, if set, is the failed-login limiter (e.g. one shared by
+	// several servers, or one with a test clock); nil: New makes one from
+	// ThrottleMaxDelay.
+	Throttle *throttle.Limiter
 }
 
 // Server serves IMAP on any number of listeners.
@@ -81,6 +95,8 @@ type Server struct {
 	recent recentTracker
 
 	outPool sync.Pool // *outBuf: response buffers lent by waiting connections
+
+	throttle *throttle.Limiter // nil: off
 }
 
 // New returns a server.
@@ -98,7 +114,12 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	thr := opts.Throttle
+	if thr == nil {
+		thr = throttle.New(throttle.Options{MaxDelay: opts.ThrottleMaxDelay})
+	}
 	return &Server{
+		throttle:  thr,
 		opts:      opts,
 		log:       log,
 		closingCh: make(chan struct{}),

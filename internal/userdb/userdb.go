@@ -4,10 +4,14 @@
 // embedded backend (userdb/embedded, SQLite) is the default; later
 // backends: Dovecot passwd-file, PostgreSQL, MySQL, Redis, DynamoDB.
 //
-// Addresses are normalised by Normalize before any lookup: the domain is
-// lower-cased, the local part lower-cased too (the safe default, as
-// Dovecot's auth_username_format=%Lu), and a recipient delimiter suffix
-// ("user+tag@domain") is removed by LookupRecipient callers.
+// Addresses are made canonical by an AddressPolicy before any lookup
+// (TOML [auth] local_part_case, normalize): the domain is always
+// lower-cased; by default (the zero AddressPolicy, also the package func
+// Normalize) the local part is lower-cased too (the safe default, as
+// Dovecot's auth_username_format=%Lu) and the address is put in Unicode
+// NFC. A recipient delimiter suffix ("user+tag@domain") is removed by
+// LookupRecipient callers. Every backend takes its policy in its options;
+// the servers (IMAP LOGIN, LMTP RCPT) must be given the same one.
 package userdb
 
 import (
@@ -38,6 +42,8 @@ var (
 	// ErrInvalidAddress: Manager.AddUser of an address that is not
 	// local@domain (see ValidateAddress).
 	ErrInvalidAddress = errors.New("userdb: invalid address")
+	// ErrBadPolicy: ParseAddressPolicy of an unknown setting.
+	ErrBadPolicy = errors.New("userdb: bad address policy")
 )
 
 // User is what a backend knows of an account.
@@ -78,12 +84,93 @@ type Manager interface {
 	ListUsers(ctx context.Context) ([]User, error)
 }
 
-// Normalize returns the canonical form of an address: surrounding spaces
-// trimmed, lower-cased, and in Unicode normalization form NFC (so
+// Normalize returns the canonical form of an address under the default
+// policy (AddressPolicy{}.Normalize): surrounding spaces trimmed,
+// lower-cased, and in Unicode normalization form NFC (so
 // "e\u0301mile@example.org", typed with a combining accent, is the same
 // account as "émile@example.org"). It does not check the syntax.
 func Normalize(address string) string {
 	return norm.NFC.String(strings.ToLower(strings.TrimSpace(address)))
+}
+
+// AddressPolicy says how addresses are made canonical (issue 5 item 4).
+// The zero value is the default: local part lower-cased, Unicode NFC.
+type AddressPolicy struct {
+	// KeepLocalCase compares the local part as typed (TOML
+	// auth.local_part_case = "keep"): "Alice@example.org" and
+	// "alice@example.org" are two accounts. The domain is lower-cased
+	// either way (RFC 5321 §2.4: domain names are case-insensitive; the
+	// local part MAY be case-sensitive). IDNA (xn--) forms are not mapped.
+	KeepLocalCase bool
+	// NoNFC turns Unicode normalization off (auth.normalize = "none"): an
+	// address typed with combining characters (NFD) is then a different
+	// account from its precomposed (NFC) form.
+	NoNFC bool
+}
+
+// Config values of ParseAddressPolicy.
+const (
+	LocalPartLower = "lower"
+	LocalPartKeep  = "keep"
+	NormalizeNFC   = "nfc"
+	NormalizeNone  = "none"
+)
+
+// ParseAddressPolicy makes a policy of the TOML settings
+// auth.local_part_case ("lower" or "keep"; "" is "lower") and
+// auth.normalize ("nfc" or "none"; "" is "nfc"). Anything else wraps
+// ErrBadPolicy.
+func ParseAddressPolicy(localPartCase, normalize string) (AddressPolicy, error) {
+	var p AddressPolicy
+	switch localPartCase {
+	case "", LocalPartLower:
+	case LocalPartKeep:
+		p.KeepLocalCase = true
+	default:
+		return p, fmt.Errorf("%w: local_part_case %q: want %s or %s", ErrBadPolicy, localPartCase, LocalPartLower, LocalPartKeep)
+	}
+	switch normalize {
+	case "", NormalizeNFC:
+	case NormalizeNone:
+		p.NoNFC = true
+	default:
+		return p, fmt.Errorf("%w: normalize %q: want %s or %s", ErrBadPolicy, normalize, NormalizeNFC, NormalizeNone)
+	}
+	return p, nil
+}
+
+// String gives the policy as its TOML settings, e.g.
+// "local_part_case=lower normalize=nfc".
+func (p AddressPolicy) String() string {
+	c, n := LocalPartLower, NormalizeNFC
+	if p.KeepLocalCase {
+		c = LocalPartKeep
+	}
+	if p.NoNFC {
+		n = NormalizeNone
+	}
+	return "local_part_case=" + c + " normalize=" + n
+}
+
+// Normalize returns the canonical form of address under p: surrounding
+// spaces trimmed, the domain (after the last '@') lower-cased, the local
+// part lower-cased unless KeepLocalCase, the whole in NFC unless NoNFC.
+// It does not check the syntax. The zero policy gives exactly the
+// package func Normalize.
+func (p AddressPolicy) Normalize(address string) string {
+	if p == (AddressPolicy{}) {
+		return Normalize(address)
+	}
+	address = strings.TrimSpace(address)
+	if !p.KeepLocalCase {
+		address = strings.ToLower(address)
+	} else if at := strings.LastIndexByte(address, '@'); at >= 0 {
+		address = address[:at] + strings.ToLower(address[at:])
+	}
+	if !p.NoNFC {
+		address = norm.NFC.String(address)
+	}
+	return address
 }
 
 // StripDelimiter removes a recipient-delimiter suffix from the local part:
@@ -169,7 +256,13 @@ func isAtext(c byte) bool {
 // address with the recipient-delimiter suffix removed, as Postfix does
 // for "user+tag@domain". ErrNotFound if neither exists.
 func LookupRecipient(ctx context.Context, db UserDB, address, delim string) (*User, error) {
-	address = Normalize(address)
+	return AddressPolicy{}.LookupRecipient(ctx, db, address, delim)
+}
+
+// LookupRecipient is the package func LookupRecipient with addresses
+// normalised under p (db must use the same policy).
+func (p AddressPolicy) LookupRecipient(ctx context.Context, db UserDB, address, delim string) (*User, error) {
+	address = p.Normalize(address)
 	u, err := db.Lookup(ctx, address)
 	if err == nil || !errors.Is(err, ErrNotFound) {
 		return u, err

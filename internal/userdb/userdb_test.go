@@ -53,3 +53,53 @@ func TestNormalizeStrip(t *testing.T) {
 		}
 	}
 }
+
+func TestAddressPolicy(t *testing.T) {
+	keep, none := AddressPolicy{KeepLocalCase: true}, AddressPolicy{NoNFC: true}
+	both := AddressPolicy{KeepLocalCase: true, NoNFC: true}
+	tests := []struct {
+		p        AddressPolicy
+		in, want string
+	}{
+		{AddressPolicy{}, " Alice@Example.ORG\t", "alice@example.org"},
+		{AddressPolicy{}, "E\u0301MILE@X", "\u00e9mile@x"},
+		{keep, " Alice@Example.ORG\t", "Alice@example.org"},
+		{keep, "Al@ice@Example.ORG", "Al@ice@example.org"}, // the domain follows the last @
+		{keep, "NoAt", "NoAt"},
+		{keep, "E\u0301MILE@EXA\u0308MPLE.org", "\u00c9MILE@ex\u00e4mple.org"},
+		{none, "E\u0301MILE@EXA\u0308MPLE.org", "e\u0301mile@exa\u0308mple.org"},
+		{none, "\u212bngstr\u00f6m@x", "\u00e5ngstr\u00f6m@x"}, // lower-casing maps ANGSTROM SIGN to å even without NFC
+		{both, "\u212bngstr\u00f6m@x", "\u212bngstr\u00f6m@x"}, // kept as typed
+		{both, " E\u0301mile@EXA\u0308MPLE.org ", "E\u0301mile@exa\u0308mple.org"},
+	}
+	for _, tc := range tests {
+		if got := tc.p.Normalize(tc.in); got != tc.want {
+			t.Errorf("%v.Normalize(%q) = %q, want %q", tc.p, tc.in, got, tc.want)
+		}
+	}
+	for _, in := range []string{" Alice@Example.ORG", "E\u0301MILE+t@exa\u0308mple.org", "", "x"} {
+		if a, b := (AddressPolicy{}).Normalize(in), Normalize(in); a != b {
+			t.Errorf("zero policy Normalize(%q) = %q, package Normalize = %q", in, a, b)
+		}
+	}
+	for _, c := range []struct {
+		lpc, norm string
+		want      AddressPolicy
+	}{
+		{"", "", AddressPolicy{}}, {"lower", "nfc", AddressPolicy{}}, {"keep", "nfc", keep},
+		{"lower", "none", none}, {"keep", "none", both},
+	} {
+		p, err := ParseAddressPolicy(c.lpc, c.norm)
+		if err != nil || p != c.want {
+			t.Errorf("ParseAddressPolicy(%q, %q) = %+v, %v; want %+v", c.lpc, c.norm, p, err, c.want)
+		}
+	}
+	for _, c := range [][2]string{{"upper", "nfc"}, {"lower", "nfd"}, {"Keep", ""}} {
+		if _, err := ParseAddressPolicy(c[0], c[1]); !errors.Is(err, ErrBadPolicy) {
+			t.Errorf("ParseAddressPolicy(%q, %q) = %v, want ErrBadPolicy", c[0], c[1], err)
+		}
+	}
+	if s := both.String(); s != "local_part_case=keep normalize=none" {
+		t.Errorf("String = %q", s)
+	}
+}

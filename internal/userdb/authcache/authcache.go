@@ -3,7 +3,8 @@
 // that a client logging in again, or LMTP delivering to the same address,
 // does not cost a backend round trip and a password hash each time.
 //
-// What is cached, per normalised address (userdb.Normalize):
+// What is cached, per address normalised under Options.Policy (which must
+// be the backend's):
 //
 //   - Authenticate: success for Options.PositiveTTL, ErrAuthFailed for
 //     Options.NegativeTTL, keyed by (address, HMAC-SHA256 of the password
@@ -78,6 +79,9 @@ type Options struct {
 	// BypassContext, if set, derives the context of reads made during a
 	// Bypass window, e.g. dynamodb.WithConsistentRead.
 	BypassContext func(context.Context) context.Context `toml:"-"`
+	// Policy: how addresses are made canonical, the same as the
+	// backend's (default: the zero userdb.AddressPolicy).
+	Policy userdb.AddressPolicy `toml:"-"`
 }
 
 // Stats count cache use since New.
@@ -115,6 +119,7 @@ type Cache struct {
 	max      int
 	now      func() time.Time
 	bctx     func(context.Context) context.Context
+	policy   userdb.AddressPolicy
 	hmacKey  [32]byte
 
 	mu      sync.Mutex
@@ -141,6 +146,7 @@ func New(inner Backend, o Options) *Cache {
 		max:     o.MaxEntries,
 		now:     o.Now,
 		bctx:    o.BypassContext,
+		policy:  o.Policy,
 		lru:     list.New(),
 		entries: make(map[key]*list.Element),
 		byAddr:  make(map[string]map[*list.Element]struct{}),
@@ -280,7 +286,7 @@ func (c *Cache) generation() uint64 {
 
 // Authenticate implements userdb.PassDB through the cache.
 func (c *Cache) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = c.policy.Normalize(address)
 	k := key{kind: kindAuth, address: address, mac: c.passwordMAC(address, pw)}
 	u, err, ok, bypassed := c.get(k)
 	if ok {
@@ -299,7 +305,7 @@ func (c *Cache) Authenticate(ctx context.Context, address, pw string) (*userdb.U
 
 // Lookup implements userdb.UserDB through the cache.
 func (c *Cache) Lookup(ctx context.Context, address string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = c.policy.Normalize(address)
 	k := key{kind: kindLookup, address: address}
 	u, err, ok, bypassed := c.get(k)
 	if ok {
@@ -326,7 +332,7 @@ func (c *Cache) bypassCtx(ctx context.Context) context.Context {
 // Flush drops every cached entry of address (normalised first); results
 // of backend calls running meanwhile are not stored.
 func (c *Cache) Flush(address string) {
-	address = userdb.Normalize(address)
+	address = c.policy.Normalize(address)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flushLocked(address)
@@ -354,7 +360,7 @@ func (c *Cache) FlushAll() {
 // the time until (by Options.Now). A later Bypass of the same address
 // replaces the time. Expired windows are forgotten lazily.
 func (c *Cache) Bypass(address string, until time.Time) {
-	address = userdb.Normalize(address)
+	address = c.policy.Normalize(address)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flushLocked(address)

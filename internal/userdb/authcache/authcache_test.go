@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,6 +135,34 @@ func TestConformance(t *testing.T) {
 		}
 		c.Lookup(ctx, "nobody@example.org")
 		return cachedDown{c, b}
+	})
+}
+
+// TestPolicies: the cache keys addresses under the backend's policy
+// (issue 5 item 4), warmed so that answers come from the cache.
+func TestPolicies(t *testing.T) {
+	userdbtest.RunPolicies(t, func(t *testing.T, p userdb.AddressPolicy, seed []userdbtest.Seed) userdbtest.Backend {
+		sqldb, err := metadb.OpenSQLite(ctx, filepath.Join(t.TempDir(), "index.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sqldb.Close() })
+		d, err := embedded.New(ctx, sqldb, embedded.WithHasher(cheap), embedded.WithPolicy(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range seed {
+			if err := d.AddUser(ctx, s.Address, s.Password); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := New(d, Options{Now: newClock().Now, Policy: p})
+		for _, s := range seed {
+			c.Authenticate(ctx, s.Address, s.Password)
+			c.Lookup(ctx, s.Address)
+			c.Lookup(ctx, strings.ToUpper(s.Address))
+		}
+		return c
 	})
 }
 

@@ -4,7 +4,7 @@
 //
 // Table layout: one item per user.
 //
-//	address     S     partition key (HASH), the normalised address (userdb.Normalize)
+//	address     S     partition key (HASH), the address normalised under Options.Policy
 //	password    S     Dovecot "{SCHEME}..." hash (userdb/password); missing: no login
 //	account     S     mail store key; missing or empty: the address
 //	quota_bytes N     bytes, 0 or missing: no limit
@@ -84,6 +84,9 @@ type Options struct {
 	Timeout time.Duration `toml:"timeout"`
 	// Hasher hashes new passwords (default password.Hash, ARGON2ID).
 	Hasher password.Hasher `toml:"-"`
+	// Policy: how addresses are made canonical (default: the zero
+	// userdb.AddressPolicy, lower-cased and NFC); keys hold that form.
+	Policy userdb.AddressPolicy `toml:"-"`
 }
 
 // DB is a DynamoDB user database. It implements userdb.PassDB,
@@ -95,7 +98,7 @@ type DB struct {
 	hasher     password.Hasher
 	log        *slog.Logger
 	check      *password.Checker // verification slots and the dummy hash
-
+	policy     userdb.AddressPolicy
 }
 
 var (
@@ -173,6 +176,8 @@ func OpenOptions(ctx context.Context, dsn string, o Options, logger *slog.Logger
 		consistent: o.ConsistentRead,
 		hasher:     o.Hasher,
 		log:        logger,
+
+		policy: o.Policy,
 	}
 	if d.hasher == nil {
 		d.hasher = password.Hash
@@ -297,7 +302,7 @@ func str(v types.AttributeValue) string {
 // Authenticate implements userdb.PassDB. Unknown user, wrong password, a
 // missing or unreadable hash and a disabled user are all ErrAuthFailed.
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	u, hash, err := d.get(ctx, address)
 	if err != nil && !errors.Is(err, userdb.ErrNotFound) {
 		return nil, err
@@ -320,14 +325,14 @@ func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User
 // Lookup implements userdb.UserDB. A disabled user is returned with
 // Disabled set; ErrNotFound if there is no item.
 func (d *DB) Lookup(ctx context.Context, address string) (*userdb.User, error) {
-	u, _, err := d.get(ctx, userdb.Normalize(address))
+	u, _, err := d.get(ctx, d.policy.Normalize(address))
 	return u, err
 }
 
 // AddUser implements userdb.Manager: PutItem with
 // attribute_not_exists(address), so a taken address is ErrExists.
 func (d *DB) AddUser(ctx context.Context, address, pw string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	if err := userdb.ValidateAddress(address); err != nil {
 		return fmt.Errorf("userdb: add %s: %w", address, err)
 	}
@@ -383,7 +388,7 @@ func (d *DB) update(ctx context.Context, op, address, attr string, v types.Attri
 
 // SetPassword implements userdb.Manager.
 func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	hash, err := d.hasher(pw)
 	if err != nil {
 		return fmt.Errorf("userdb: passwd %s: %w", address, err)
@@ -394,12 +399,12 @@ func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
 // SetPasswordHash stores an already hashed "{SCHEME}..." password.
 // ErrNotFound if no such user.
 func (d *DB) SetPasswordHash(ctx context.Context, address, hash string) error {
-	return d.update(ctx, "passwd", userdb.Normalize(address), AttrPassword, &types.AttributeValueMemberS{Value: hash})
+	return d.update(ctx, "passwd", d.policy.Normalize(address), AttrPassword, &types.AttributeValueMemberS{Value: hash})
 }
 
 // SetDisabled enables or disables login. ErrNotFound if no such user.
 func (d *DB) SetDisabled(ctx context.Context, address string, disabled bool) error {
-	return d.update(ctx, "disable", userdb.Normalize(address), AttrDisabled, &types.AttributeValueMemberBOOL{Value: disabled})
+	return d.update(ctx, "disable", d.policy.Normalize(address), AttrDisabled, &types.AttributeValueMemberBOOL{Value: disabled})
 }
 
 // SetQuota sets the quota in bytes (0: no limit). ErrNotFound if no such user.
@@ -407,13 +412,13 @@ func (d *DB) SetQuota(ctx context.Context, address string, bytes int64) error {
 	if bytes < 0 {
 		return fmt.Errorf("userdb: quota %s: negative quota %d", address, bytes)
 	}
-	return d.update(ctx, "quota", userdb.Normalize(address), AttrQuota, &types.AttributeValueMemberN{Value: strconv.FormatInt(bytes, 10)})
+	return d.update(ctx, "quota", d.policy.Normalize(address), AttrQuota, &types.AttributeValueMemberN{Value: strconv.FormatInt(bytes, 10)})
 }
 
 // DeleteUser implements userdb.Manager (DeleteItem with
 // attribute_exists(address)).
 func (d *DB) DeleteUser(ctx context.Context, address string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	if !storable(address) {
 		return fmt.Errorf("userdb: delete %s: %w", address, userdb.ErrNotFound)
 	}

@@ -92,6 +92,17 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestPolicies: partition keys under each address policy (issue 5 item 4).
+func TestPolicies(t *testing.T) {
+	srv := dynalite.Start(t)
+	srv.Setenv(t)
+	userdbtest.RunPolicies(t, func(t *testing.T, p userdb.AddressPolicy, s []userdbtest.Seed) userdbtest.Backend {
+		d := open(t, Options{Policy: p})
+		seed(t, d, s)
+		return d
+	})
+}
+
 // TestTableLayout writes items as an operator's tool would and reads them
 // back, and checks what AddUser writes.
 func TestTableLayout(t *testing.T) {

@@ -3,7 +3,7 @@
 //
 // Schema (component "userdb" in metadb's schema_version):
 //
-//	users(address TEXT PRIMARY KEY,   -- normalised (userdb.Normalize), also the account name
+//	users(address TEXT PRIMARY KEY,   -- normalised (WithPolicy), also the account name
 //	      password TEXT NOT NULL,     -- Dovecot "{SCHEME}..." hash (userdb/password)
 //	      quota_bytes INTEGER,        -- 0: no limit
 //	      disabled INTEGER,           -- 1: no login (delivery is the caller's choice)
@@ -50,6 +50,7 @@ type DB struct {
 	db     *sql.DB
 	hasher password.Hasher
 	check  *password.Checker // verification slots and the dummy hash
+	policy userdb.AddressPolicy
 
 	bucket blob.Store // WithBucket: account records mirrored (bucket.go)
 }
@@ -66,6 +67,11 @@ type Option func(*DB)
 // WithHasher sets how new passwords are hashed (default password.Hash,
 // ARGON2ID with Dovecot's parameters). Tests use cheap parameters.
 func WithHasher(h password.Hasher) Option { return func(d *DB) { d.hasher = h } }
+
+// WithPolicy sets how addresses are made canonical (default: the zero
+// userdb.AddressPolicy, lower-cased and NFC). Addresses are stored in that
+// form, so a database must keep its policy.
+func WithPolicy(p userdb.AddressPolicy) Option { return func(d *DB) { d.policy = p } }
 
 // New creates the users table if needed (metadb.Migrate, component
 // "userdb") and returns the database. db is typically from
@@ -89,7 +95,7 @@ func unavailable(op, address string, err error) error {
 
 // Authenticate implements userdb.PassDB.
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	u, hash, err := d.get(ctx, address)
 	if err != nil && !errors.Is(err, userdb.ErrNotFound) {
 		return nil, err
@@ -112,7 +118,7 @@ func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User
 // Lookup implements userdb.UserDB. A disabled user is returned with
 // Disabled set.
 func (d *DB) Lookup(ctx context.Context, address string) (*userdb.User, error) {
-	u, _, err := d.get(ctx, userdb.Normalize(address))
+	u, _, err := d.get(ctx, d.policy.Normalize(address))
 	return u, err
 }
 
@@ -135,7 +141,7 @@ func (d *DB) get(ctx context.Context, address string) (*userdb.User, string, err
 
 // AddUser implements userdb.Manager.
 func (d *DB) AddUser(ctx context.Context, address, pw string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	if err := userdb.ValidateAddress(address); err != nil {
 		return fmt.Errorf("userdb: add %s: %w", address, err)
 	}
@@ -172,7 +178,7 @@ func (d *DB) update(ctx context.Context, op, address, query string, args ...any)
 
 // SetPassword implements userdb.Manager.
 func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	hash, err := d.hasher(pw)
 	if err != nil {
 		return fmt.Errorf("userdb: passwd %s: %w", address, err)
@@ -184,13 +190,13 @@ func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
 // Dovecot's passdb holds it), e.g. when migrating users from Dovecot.
 // ErrNotFound if no such user.
 func (d *DB) SetPasswordHash(ctx context.Context, address, hash string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	return d.mirror(ctx, "passwd", address, d.update(ctx, "passwd", address, `UPDATE users SET password = ? WHERE address = ?`, hash))
 }
 
 // SetDisabled enables or disables login. ErrNotFound if no such user.
 func (d *DB) SetDisabled(ctx context.Context, address string, disabled bool) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	return d.mirror(ctx, "disable", address, d.update(ctx, "disable", address, `UPDATE users SET disabled = ? WHERE address = ?`, disabled))
 }
 
@@ -199,13 +205,13 @@ func (d *DB) SetQuota(ctx context.Context, address string, bytes int64) error {
 	if bytes < 0 {
 		return fmt.Errorf("userdb: quota %s: negative quota %d", address, bytes)
 	}
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	return d.mirror(ctx, "quota", address, d.update(ctx, "quota", address, `UPDATE users SET quota_bytes = ? WHERE address = ?`, bytes))
 }
 
 // DeleteUser implements userdb.Manager.
 func (d *DB) DeleteUser(ctx context.Context, address string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	res, err := d.db.ExecContext(ctx, `DELETE FROM users WHERE address = ?`, address)
 	if err != nil {
 		return unavailable("delete", address, err)

@@ -57,6 +57,19 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestPolicies: local_part_case and normalize (issue 5 item 4).
+func TestPolicies(t *testing.T) {
+	userdbtest.RunPolicies(t, func(t *testing.T, p userdb.AddressPolicy, seed []userdbtest.Seed) userdbtest.Backend {
+		d := open(t, WithHasher(cheap), WithPolicy(p))
+		for _, s := range seed {
+			if err := d.AddUser(context.Background(), s.Address, s.Password); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	})
+}
+
 func TestDefaultHash(t *testing.T) {
 	d := open(t)
 	ctx := context.Background()

@@ -7,8 +7,9 @@
 //
 //	user:{SCHEME}hash:uid:gid:gecos:home:shell:extra_fields
 //
-// user is the login and delivery address (normalised with
-// userdb.Normalize, so the file's case does not matter); the password is
+// user is the login and delivery address (normalised with the DB's
+// userdb.AddressPolicy, WithPolicy: by default the file's case does not
+// matter); the password is
 // any hash password.Verify knows (no {SCHEME} prefix means CRYPT, as in
 // Dovecot); an empty password never matches. uid, gid, gecos, home and
 // shell are ignored: mail lives in the blob store under the address.
@@ -59,9 +60,10 @@ const Prefix = "passwd-file:"
 // DB is a passwd-file user database. It implements userdb.PassDB and
 // userdb.UserDB and is safe for concurrent use.
 type DB struct {
-	path string
-	log  *slog.Logger
-	sem  chan struct{}
+	path   string
+	log    *slog.Logger
+	sem    chan struct{}
+	policy userdb.AddressPolicy
 
 	mu      sync.Mutex
 	stamp   fileStamp
@@ -85,23 +87,33 @@ type fileStamp struct {
 	ino   uint64
 }
 
+// Option configures Open and New.
+type Option func(*DB)
+
+// WithPolicy sets how addresses (the file's user names and the ones
+// looked up) are made canonical; default the zero userdb.AddressPolicy.
+func WithPolicy(p userdb.AddressPolicy) Option { return func(d *DB) { d.policy = p } }
+
 // Open opens dsn "passwd-file:/path". The file must exist and be readable
 // now (a configuration mistake should stop the server at start); later
 // read failures are ErrUnavailable. logger may be nil.
-func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
+func Open(ctx context.Context, dsn string, logger *slog.Logger, opts ...Option) (*DB, error) {
 	path, ok := strings.CutPrefix(dsn, Prefix)
 	if !ok || path == "" {
 		return nil, fmt.Errorf("passwdfile: open %q: want %s/path/to/file", dsn, Prefix)
 	}
-	return New(ctx, path, logger)
+	return New(ctx, path, logger, opts...)
 }
 
 // New opens the passwd-file at path (see Open).
-func New(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
+func New(ctx context.Context, path string, logger *slog.Logger, opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	d := &DB{path: path, log: logger, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	for _, o := range opts {
+		o(d)
+	}
 	d.mu.Lock()
 	err := d.reloadLocked()
 	d.mu.Unlock()
@@ -167,7 +179,7 @@ func (d *DB) read() (map[string]entry, error) {
 		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
 			continue
 		}
-		e, err := ParseLine(line)
+		e, err := parseLine(line, d.policy)
 		if err != nil {
 			d.log.Warn("passwdfile: line skipped", "path", d.path, "line", n, "err", err)
 			continue
@@ -188,11 +200,13 @@ func (d *DB) read() (map[string]entry, error) {
 var ErrSyntax = errors.New("passwdfile: bad line")
 
 // ParseLine parses one passwd-file line into the user it describes and
-// its stored password hash. Errors wrap ErrSyntax and do not quote the
-// line.
-func ParseLine(line string) (entry, error) {
+// its stored password hash, the user name normalised with the default
+// userdb.AddressPolicy. Errors wrap ErrSyntax and do not quote the line.
+func ParseLine(line string) (entry, error) { return parseLine(line, userdb.AddressPolicy{}) }
+
+func parseLine(line string, p userdb.AddressPolicy) (entry, error) {
 	f := strings.SplitN(line, ":", 8)
-	name := userdb.Normalize(f[0])
+	name := p.Normalize(f[0])
 	if name == "" {
 		return entry{}, fmt.Errorf("%w: empty user name", ErrSyntax)
 	}
@@ -282,7 +296,7 @@ func parseSize(s string, unit int64) (int64, error) {
 // returned with Disabled set. ErrNotFound if the file has no such user,
 // ErrUnavailable if it cannot be read.
 func (d *DB) Lookup(ctx context.Context, address string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	e, ok, err := d.get(address)
 	if err != nil {
 		return nil, err
@@ -299,7 +313,7 @@ func (d *DB) Lookup(ctx context.Context, address string) (*userdb.User, error) {
 // (the same work is spent for an unknown user); ErrUnavailable if the file
 // cannot be read.
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	e, ok, err := d.get(address)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,28 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestPolicies: the file's user names and the looked-up addresses are
+// normalised under the configured policy (issue 5 item 4).
+func TestPolicies(t *testing.T) {
+	userdbtest.RunPolicies(t, func(t *testing.T, p userdb.AddressPolicy, seed []userdbtest.Seed) userdbtest.Backend {
+		var b strings.Builder
+		for _, s := range seed {
+			h, err := password.HashScheme("SHA256-CRYPT", s.Password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s:%s::::::\n", s.Address, h) // as written by the operator, any case
+		}
+		path := filepath.Join(t.TempDir(), "passwd")
+		writeFile(t, path, b.String())
+		d, err := Open(ctx, Prefix+path, nil, WithPolicy(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	})
+}
+
 // downer takes the backend down by removing its file.
 type downer struct {
 	*DB

@@ -1,7 +1,7 @@
 // Package redis is a user database kept in Redis: one hash per user.
 //
 // Key layout (Options.KeyTemplate, default "bucketmail:user:{address}";
-// "{address}" is replaced by the normalised address, userdb.Normalize):
+// "{address}" is replaced by the address normalised under Options.Policy):
 //
 //	HSET bucketmail:user:alice@example.org \
 //	     password    "{ARGON2ID}$argon2id$..."  # Dovecot {SCHEME} hash (userdb/password); missing: no login
@@ -66,6 +66,9 @@ type Options struct {
 	Hasher password.Hasher `toml:"-"`
 	// Timeout bounds each Redis dial, read and write (default 3s).
 	Timeout time.Duration `toml:"timeout"`
+	// Policy: how addresses are made canonical (default: the zero
+	// userdb.AddressPolicy, lower-cased and NFC); keys hold that form.
+	Policy userdb.AddressPolicy `toml:"-"`
 }
 
 // DB is a Redis user database. It implements userdb.PassDB, userdb.UserDB
@@ -76,7 +79,7 @@ type DB struct {
 	hasher         password.Hasher
 	log            *slog.Logger
 	check          *password.Checker // verification slots and the dummy hash
-
+	policy         userdb.AddressPolicy
 }
 
 var (
@@ -122,6 +125,8 @@ func OpenOptions(ctx context.Context, dsn string, o Options, logger *slog.Logger
 		suffix: tmpl[i+len("{address}"):],
 		hasher: o.Hasher,
 		log:    logger,
+
+		policy: o.Policy,
 	}
 	if d.hasher == nil {
 		d.hasher = password.Hash
@@ -134,7 +139,7 @@ func OpenOptions(ctx context.Context, dsn string, o Options, logger *slog.Logger
 func (d *DB) Close() error { return d.client.Close() }
 
 // Key returns the key of address's hash (address normalised first).
-func (d *DB) Key(address string) string { return d.prefix + userdb.Normalize(address) + d.suffix }
+func (d *DB) Key(address string) string { return d.prefix + d.policy.Normalize(address) + d.suffix }
 
 // fail wraps a Redis error: the context's own error as is, else
 // ErrUnavailable.
@@ -185,7 +190,7 @@ func (d *DB) parse(address string, m map[string]string) (*userdb.User, error) {
 // Authenticate implements userdb.PassDB. Unknown user, wrong password, a
 // missing or unreadable hash and a disabled user are all ErrAuthFailed.
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	u, hash, err := d.get(ctx, address)
 	if err != nil && !errors.Is(err, userdb.ErrNotFound) {
 		return nil, err
@@ -208,7 +213,7 @@ func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User
 // Lookup implements userdb.UserDB. A disabled user is returned with
 // Disabled set; ErrNotFound if the key does not exist.
 func (d *DB) Lookup(ctx context.Context, address string) (*userdb.User, error) {
-	u, _, err := d.get(ctx, userdb.Normalize(address))
+	u, _, err := d.get(ctx, d.policy.Normalize(address))
 	return u, err
 }
 
@@ -228,7 +233,7 @@ return 1`)
 // AddUser implements userdb.Manager: an enabled user with no quota,
 // account = address.
 func (d *DB) AddUser(ctx context.Context, address, pw string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	if err := userdb.ValidateAddress(address); err != nil {
 		return fmt.Errorf("userdb: add %s: %w", address, err)
 	}
@@ -261,7 +266,7 @@ func (d *DB) update(ctx context.Context, op, address string, fields ...any) erro
 
 // SetPassword implements userdb.Manager.
 func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	hash, err := d.hasher(pw)
 	if err != nil {
 		return fmt.Errorf("userdb: passwd %s: %w", address, err)
@@ -272,7 +277,7 @@ func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
 // SetPasswordHash stores an already hashed "{SCHEME}..." password.
 // ErrNotFound if no such user.
 func (d *DB) SetPasswordHash(ctx context.Context, address, hash string) error {
-	return d.update(ctx, "passwd", userdb.Normalize(address), FieldPassword, hash)
+	return d.update(ctx, "passwd", d.policy.Normalize(address), FieldPassword, hash)
 }
 
 // SetDisabled enables or disables login. ErrNotFound if no such user.
@@ -281,7 +286,7 @@ func (d *DB) SetDisabled(ctx context.Context, address string, disabled bool) err
 	if disabled {
 		v = "1"
 	}
-	return d.update(ctx, "disable", userdb.Normalize(address), FieldDisabled, v)
+	return d.update(ctx, "disable", d.policy.Normalize(address), FieldDisabled, v)
 }
 
 // SetQuota sets the quota in bytes (0: no limit). ErrNotFound if no such user.
@@ -289,12 +294,12 @@ func (d *DB) SetQuota(ctx context.Context, address string, bytes int64) error {
 	if bytes < 0 {
 		return fmt.Errorf("userdb: quota %s: negative quota %d", address, bytes)
 	}
-	return d.update(ctx, "quota", userdb.Normalize(address), FieldQuota, strconv.FormatInt(bytes, 10))
+	return d.update(ctx, "quota", d.policy.Normalize(address), FieldQuota, strconv.FormatInt(bytes, 10))
 }
 
 // DeleteUser implements userdb.Manager (DEL of the user's hash).
 func (d *DB) DeleteUser(ctx context.Context, address string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	n, err := d.client.Del(ctx, d.Key(address)).Result()
 	if err != nil {
 		return fail(ctx, "delete", address, err)

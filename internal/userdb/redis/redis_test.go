@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -76,6 +77,18 @@ func TestConformance(t *testing.T) {
 		// One server, a fresh key prefix per subtest.
 		db++
 		d := open(t, shared, Options{KeyTemplate: "t" + string(rune('a'+db)) + ":user:{address}"})
+		seed(t, d, s)
+		return d
+	})
+}
+
+// TestPolicies: keys under each address policy (issue 5 item 4).
+func TestPolicies(t *testing.T) {
+	srv := redistest.Start(t)
+	n := 0
+	userdbtest.RunPolicies(t, func(t *testing.T, p userdb.AddressPolicy, s []userdbtest.Seed) userdbtest.Backend {
+		n++
+		d := open(t, srv, Options{KeyTemplate: fmt.Sprintf("p%d:user:{address}", n), Policy: p})
 		seed(t, d, s)
 		return d
 	})

@@ -31,8 +31,10 @@
 //
 // Parameters: %u (the whole normalised address), %n (local part), %d
 // (domain), with or without Dovecot's surrounding single quotes ('%u' and
-// %u are the same), %Lu/%Ln/%Ld (the address is lower-cased already),
-// and the named forms :user, :local and :domain. They are sent as bound
+// %u are the same), %Lu/%Ln/%Ld (lower-cased: the same as %u/%n/%d under
+// the default address policy, which lower-cases already; with
+// Options.Policy.KeepLocalCase they lower-case the local part), and the
+// named forms :user, :local and :domain. They are sent as bound
 // query parameters ($1 or ?), never pasted into the SQL text, so an
 // address cannot inject SQL.
 //
@@ -88,6 +90,10 @@ type Options struct {
 	// Hasher hashes new passwords (default schema only); default
 	// password.Hash (ARGON2ID).
 	Hasher password.Hasher
+	// Policy: how addresses are made canonical before they go to the
+	// queries (default: the zero userdb.AddressPolicy, lower-cased and
+	// NFC). The default schema stores addresses in that form.
+	Policy userdb.AddressPolicy
 	// StartDown: a server that cannot be reached at Open is not an error;
 	// calls fail with userdb.ErrUnavailable until it answers, and the
 	// default schema is created then. serve sets it (it starts and
@@ -114,6 +120,7 @@ type DB struct {
 	managed bool
 	hasher  password.Hasher
 	sem     chan struct{}
+	policy  userdb.AddressPolicy
 
 	pwQuery   query
 	userQuery query
@@ -179,7 +186,7 @@ func OpenWith(ctx context.Context, dsn string, o Options, logger *slog.Logger) (
 	if (o.PasswordQuery == "") != (o.UserQuery == "") {
 		return nil, errors.New("sqldb: open: set both password_query and user_query, or neither")
 	}
-	d := &DB{log: logger, hasher: o.Hasher, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	d := &DB{log: logger, hasher: o.Hasher, sem: make(chan struct{}, runtime.GOMAXPROCS(0)), policy: o.Policy}
 	if d.hasher == nil {
 		d.hasher = password.Hash
 	}
@@ -331,8 +338,9 @@ func (d *DB) Dialect() Dialect { return d.dialect }
 // query is a parsed password_query/user_query: SQL with driver
 // placeholders and which value goes to each.
 type query struct {
-	sql  string
-	args []param
+	sql   string
+	args  []param
+	lower []bool // per arg: a %L form, lower-cased
 }
 
 type param int
@@ -341,6 +349,8 @@ const (
 	pUser param = iota
 	pLocal
 	pDomain
+
+	pLower param = 8 // or-ed in by percent: a %L form
 )
 
 // parseQuery replaces %u/%n/%d ('%u' too, %L forms) and :user/:local/
@@ -350,6 +360,8 @@ func parseQuery(s string, d Dialect) (query, error) {
 	var q query
 	var b strings.Builder
 	add := func(p param) {
+		q.lower = append(q.lower, p&pLower != 0)
+		p &^= pLower
 		q.args = append(q.args, p)
 		if d == Postgres {
 			fmt.Fprintf(&b, "$%d", len(q.args))
@@ -360,19 +372,20 @@ func parseQuery(s string, d Dialect) (query, error) {
 	percent := func(s string) (param, int, bool) { // s starts with '%'
 		t := s[1:]
 		n := 1
+		var lower param
 		if strings.HasPrefix(t, "L") {
-			t, n = t[1:], 2
+			t, n, lower = t[1:], 2, pLower
 		}
 		if t == "" {
 			return 0, 0, false
 		}
 		switch t[0] {
 		case 'u':
-			return pUser, n + 1, true
+			return pUser | lower, n + 1, true
 		case 'n':
-			return pLocal, n + 1, true
+			return pLocal | lower, n + 1, true
 		case 'd':
-			return pDomain, n + 1, true
+			return pDomain | lower, n + 1, true
 		}
 		return 0, 0, false
 	}
@@ -449,14 +462,19 @@ func (q query) values(address string) []any {
 	}
 	out := make([]any, len(q.args))
 	for i, p := range q.args {
+		var v string
 		switch p {
 		case pUser:
-			out[i] = address
+			v = address
 		case pLocal:
-			out[i] = local
+			v = local
 		case pDomain:
-			out[i] = domain
+			v = domain
 		}
+		if q.lower[i] {
+			v = strings.ToLower(v)
+		}
+		out[i] = v
 	}
 	return out
 }
@@ -543,12 +561,13 @@ func asInt(v any) (int64, bool) {
 	return 0, false
 }
 
-// user builds the user for address from a row's recognised columns.
-func (r row) user(address string) (*userdb.User, error) {
+// user builds the user for address from a row's recognised columns; the
+// account name is normalised under p.
+func (r row) user(address string, p userdb.AddressPolicy) (*userdb.User, error) {
 	u := &userdb.User{Address: address, Account: address}
 	for _, k := range []string{"user", "username"} {
 		if s, ok := asString(r[k]); ok && s != "" {
-			u.Account = userdb.Normalize(s)
+			u.Account = p.Normalize(s)
 			break
 		}
 	}
@@ -590,7 +609,7 @@ func unavailable(op, address string, err error) error {
 
 // Lookup implements userdb.UserDB with user_query.
 func (d *DB) Lookup(ctx context.Context, address string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	r, err := d.queryRow(ctx, d.userQuery, address)
 	if err != nil {
 		return nil, unavailable("lookup", address, err)
@@ -598,7 +617,7 @@ func (d *DB) Lookup(ctx context.Context, address string) (*userdb.User, error) {
 	if r == nil {
 		return nil, fmt.Errorf("sqldb: lookup %s: %w", address, userdb.ErrNotFound)
 	}
-	u, err := r.user(address)
+	u, err := r.user(address, d.policy)
 	if err != nil {
 		return nil, unavailable("lookup", address, err)
 	}
@@ -619,7 +638,7 @@ func (d *DB) dummyHash() string {
 // Authenticate implements userdb.PassDB with password_query, then
 // user_query (see the package doc).
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	failed := fmt.Errorf("sqldb: authenticate %s: %w", address, userdb.ErrAuthFailed)
 	r, err := d.queryRow(ctx, d.pwQuery, address)
 	if err != nil {
@@ -647,7 +666,7 @@ func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User
 	if !ok {
 		return nil, failed
 	}
-	pu, err := r.user(address)
+	pu, err := r.user(address, d.policy)
 	if err != nil {
 		return nil, unavailable("authenticate", address, err)
 	}
@@ -697,7 +716,7 @@ func (d *DB) AddUser(ctx context.Context, address, pw string) error {
 	if !d.managed {
 		return d.readOnly("add user")
 	}
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	if err := userdb.ValidateAddress(address); err != nil {
 		return fmt.Errorf("sqldb: add user: %w", err)
 	}
@@ -745,7 +764,7 @@ func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
 	if !d.managed {
 		return d.readOnly("set password")
 	}
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	hash, err := d.hasher(pw)
 	if err != nil {
 		return fmt.Errorf("sqldb: set password %s: %w", address, err)
@@ -756,7 +775,7 @@ func (d *DB) SetPassword(ctx context.Context, address, pw string) error {
 
 // DeleteUser implements userdb.Manager.
 func (d *DB) DeleteUser(ctx context.Context, address string) error {
-	address = userdb.Normalize(address)
+	address = d.policy.Normalize(address)
 	return d.update(ctx, "delete user", address, "DELETE FROM bucketmail_users WHERE address = "+d.ph(1), address)
 }
 

@@ -228,6 +228,29 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestPolicies: the default schema under each address policy (issue 5
+// item 4); MySQL's utf8mb4_bin column keeps Alice@ and alice@ apart.
+func TestPolicies(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			userdbtest.RunPolicies(t, func(t *testing.T, p userdb.AddressPolicy, seed []userdbtest.Seed) userdbtest.Backend {
+				url, _, _ := k.newDB(t)
+				d, err := OpenWith(ctx, url, Options{Hasher: cheapHash, Policy: p}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { d.Close() })
+				for _, s := range seed {
+					if err := d.AddUser(ctx, s.Address, s.Password); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return d
+			})
+		})
+	}
+}
+
 // doveadmHashes hashes each seed's password once with doveadm pw,
 // alternating SHA512-CRYPT and BLF-CRYPT.
 var (

@@ -15,6 +15,7 @@ package userdbtest
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -407,4 +408,195 @@ func testDown(t *testing.T, b Backend, d Downer) {
 	want("DeleteUser", m.DeleteUser(ctx, "alice@example.org"))
 	_, err = m.ListUsers(ctx)
 	want("ListUsers", err)
+}
+
+// Policies are the address policies RunPolicies tests: every combination
+// of auth.local_part_case (lower, keep) and auth.normalize (nfc, none).
+var Policies = []userdb.AddressPolicy{
+	{},
+	{KeepLocalCase: true},
+	{NoNFC: true},
+	{KeepLocalCase: true, NoNFC: true},
+}
+
+// Addresses used by RunPolicies.
+const (
+	nfcEmile = "\u00e9mile@ex\u00e4mple.org"   // émile@exämple.org, precomposed
+	nfdEmile = "e\u0301mile@exa\u0308mple.org" // the same typed with combining marks
+)
+
+// PolicySeeds are the users RunPolicies' factory must create for policy p
+// (through the backend's own normalisation under p: a read-only backend
+// writes p.Normalize(Address) into its source).
+func PolicySeeds(p userdb.AddressPolicy) []Seed {
+	s := []Seed{
+		{Address: "Alice@Example.ORG", Password: "upper-pw"},
+		{Address: "Dave@Example.org", Password: "dave-pw"},
+		{Address: nfcEmile, Password: "nfc-pw"},
+	}
+	if p.KeepLocalCase {
+		s = append(s, Seed{Address: "alice@example.org", Password: "lower-pw"})
+	}
+	if p.NoNFC {
+		s = append(s, Seed{Address: nfdEmile, Password: "nfd-pw"})
+	}
+	return s
+}
+
+// RunPolicies runs the address-policy conformance tests (issue 5 item 4)
+// for each of Policies: newBackend must return a backend using policy p
+// and holding exactly PolicySeeds(p). Under local_part_case = lower,
+// "Alice@Example.org" and "alice@example.org" are one account; under keep
+// they are two, and the domain is case-insensitive either way. Under
+// normalize = nfc an NFD-typed address is its NFC account; under none it
+// is a different one.
+func RunPolicies(t *testing.T, newBackend func(t *testing.T, p userdb.AddressPolicy, seed []Seed) Backend) {
+	for _, p := range Policies {
+		t.Run(strings.NewReplacer("local_part_case=", "", " normalize=", "_").Replace(p.String()), func(t *testing.T) {
+			b := newBackend(t, p, PolicySeeds(p))
+			testPolicyCase(t, p, b)
+			testPolicyNFC(t, p, b)
+			testPolicyDelimiter(t, p, b)
+			if m, ok := b.(userdb.Manager); ok {
+				testPolicyManage(t, p, b, m)
+			}
+		})
+	}
+}
+
+// wantUser checks that Lookup(addr) finds address want and that
+// Authenticate(addr, pw) succeeds with the same account.
+func wantUser(t *testing.T, b Backend, addr, want, pw string) *userdb.User {
+	t.Helper()
+	u, err := b.Lookup(ctx, addr)
+	if err != nil || u.Address != want {
+		t.Errorf("Lookup(%q) = %v, %v; want address %q", addr, u, err, want)
+		return nil
+	}
+	a, err := b.Authenticate(ctx, addr, pw)
+	if err != nil || a.Address != want || a.Account != u.Account {
+		t.Errorf("Authenticate(%q) = %v, %v; want address %q account %q", addr, a, err, want, u.Account)
+	}
+	return u
+}
+
+func wantNoUser(t *testing.T, b Backend, addr string, pws ...string) {
+	t.Helper()
+	if u, err := b.Lookup(ctx, addr); !errors.Is(err, userdb.ErrNotFound) {
+		t.Errorf("Lookup(%q) = %v, %v; want ErrNotFound", addr, u, err)
+	}
+	for _, pw := range pws {
+		if u, err := b.Authenticate(ctx, addr, pw); !errors.Is(err, userdb.ErrAuthFailed) {
+			t.Errorf("Authenticate(%q, %q) = %v, %v; want ErrAuthFailed", addr, pw, u, err)
+		}
+	}
+}
+
+func wantAuthFail(t *testing.T, b Backend, addr, pw string) {
+	t.Helper()
+	if u, err := b.Authenticate(ctx, addr, pw); !errors.Is(err, userdb.ErrAuthFailed) {
+		t.Errorf("Authenticate(%q, %q) = %v, %v; want ErrAuthFailed", addr, pw, u, err)
+	}
+}
+
+func testPolicyCase(t *testing.T, p userdb.AddressPolicy, b Backend) {
+	if !p.KeepLocalCase {
+		for _, addr := range []string{"alice@example.org", "ALICE@EXAMPLE.ORG", " Alice@Example.ORG ", "aLiCe@example.org"} {
+			wantUser(t, b, addr, "alice@example.org", "upper-pw")
+		}
+		wantUser(t, b, "DAVE@example.ORG", "dave@example.org", "dave-pw")
+		return
+	}
+	upper := wantUser(t, b, "Alice@EXAMPLE.org", "Alice@example.org", "upper-pw")
+	wantUser(t, b, " Alice@example.org ", "Alice@example.org", "upper-pw")
+	lower := wantUser(t, b, "alice@Example.Org", "alice@example.org", "lower-pw")
+	if upper != nil && lower != nil && upper.Account == lower.Account {
+		t.Errorf("local_part_case=keep: Alice@ and alice@ share account %q", upper.Account)
+	}
+	wantAuthFail(t, b, "Alice@example.org", "lower-pw")
+	wantAuthFail(t, b, "alice@example.org", "upper-pw")
+	wantNoUser(t, b, "ALICE@example.org", "upper-pw", "lower-pw")
+	wantNoUser(t, b, "dave@example.org", "dave-pw")
+	wantUser(t, b, "Dave@EXAMPLE.ORG", "Dave@example.org", "dave-pw")
+}
+
+func testPolicyNFC(t *testing.T, p userdb.AddressPolicy, b Backend) {
+	upperNFD := "E\u0301MILE@EXA\u0308MPLE.ORG"
+	if !p.NoNFC {
+		wantUser(t, b, nfcEmile, nfcEmile, "nfc-pw")
+		wantUser(t, b, nfdEmile, nfcEmile, "nfc-pw")
+		if !p.KeepLocalCase {
+			wantUser(t, b, upperNFD, nfcEmile, "nfc-pw")
+		} else {
+			wantNoUser(t, b, upperNFD, "nfc-pw")
+		}
+		return
+	}
+	nfc := wantUser(t, b, nfcEmile, nfcEmile, "nfc-pw")
+	nfd := wantUser(t, b, nfdEmile, nfdEmile, "nfd-pw")
+	if nfc != nil && nfd != nil && nfc.Account == nfd.Account {
+		t.Errorf("normalize=none: NFC and NFD forms share account %q", nfc.Account)
+	}
+	wantAuthFail(t, b, nfdEmile, "nfc-pw")
+	wantAuthFail(t, b, nfcEmile, "nfd-pw")
+	if !p.KeepLocalCase {
+		wantUser(t, b, upperNFD, nfdEmile, "nfd-pw")
+	} else {
+		wantNoUser(t, b, upperNFD, "nfd-pw", "nfc-pw")
+	}
+}
+
+func testPolicyDelimiter(t *testing.T, p userdb.AddressPolicy, b Backend) {
+	want := "dave@example.org"
+	if p.KeepLocalCase {
+		want = "Dave@example.org"
+	}
+	u, err := p.LookupRecipient(ctx, b, "Dave+Tag@EXAMPLE.org", "+")
+	if err != nil || u.Address != want {
+		t.Errorf("LookupRecipient(Dave+Tag@EXAMPLE.org) = %v, %v; want %q", u, err, want)
+	}
+	u, err = p.LookupRecipient(ctx, b, "dave+tag@example.org", "+")
+	if p.KeepLocalCase {
+		if !errors.Is(err, userdb.ErrNotFound) {
+			t.Errorf("keep: LookupRecipient(dave+tag@example.org) = %v, %v; want ErrNotFound", u, err)
+		}
+	} else if err != nil || u.Address != want {
+		t.Errorf("LookupRecipient(dave+tag@example.org) = %v, %v; want %q", u, err, want)
+	}
+}
+
+func testPolicyManage(t *testing.T, p userdb.AddressPolicy, b Backend, m userdb.Manager) {
+	if err := m.AddUser(ctx, "Bob@Example.COM", "pw-upper"); err != nil {
+		t.Fatalf("AddUser(Bob@Example.COM): %v", err)
+	}
+	err := m.AddUser(ctx, "bob@example.com", "pw-lower")
+	want := []string{"alice@example.org", "bob@example.com", "dave@example.org", nfcEmile}
+	if p.KeepLocalCase {
+		if err != nil {
+			t.Fatalf("keep: AddUser(bob@example.com) beside Bob@: %v", err)
+		}
+		wantUser(t, b, "Bob@example.com", "Bob@example.com", "pw-upper")
+		wantUser(t, b, "bob@example.com", "bob@example.com", "pw-lower")
+		want = []string{"Alice@example.org", "Bob@example.com", "Dave@example.org", "alice@example.org", "bob@example.com", nfcEmile}
+	} else {
+		if !errors.Is(err, userdb.ErrExists) {
+			t.Fatalf("lower: AddUser(bob@example.com) after Bob@ = %v, want ErrExists", err)
+		}
+		wantUser(t, b, "bob@example.com", "bob@example.com", "pw-upper")
+	}
+	if p.NoNFC {
+		want = append(want, nfdEmile)
+	}
+	list, err := m.ListUsers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range list {
+		got = append(got, u.Address)
+	}
+	slices.Sort(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("ListUsers = %q\nwant %q", got, want)
+	}
 }
