@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -66,6 +67,16 @@ const PGMaxOpenConns = 16
 // zero, so it never equals a two-key (int4, int4) lock with a nonzero
 // first key, such as JournalLockClass.
 const WriteLockKey int64 = 0x626d6c77 // "bmlw"
+
+// WriteLockTimeout bounds the wait for the write lock: a server that
+// stalls while holding it (frozen, or cut off without a TCP reset) makes
+// the others' writes fail after this long instead of hanging. Set
+// idle_in_transaction_session_timeout on the server as well, so that such
+// a server's transaction is ended and the lock freed.
+const WriteLockTimeout = 60 * time.Second
+
+// connectTimeout is the connect timeout when the URL sets none.
+const connectTimeout = 10 * time.Second
 
 // migrateLockKey serialises schema migrations of servers starting at once.
 const migrateLockKey int64 = 0x626d6d67 // "bmmg"
@@ -131,6 +142,9 @@ func OpenPostgres(ctx context.Context, url string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadb: open %s: bad URL", redact(url)) // pgx's error may quote the password
 	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
 	db := sql.OpenDB(pgConnector{base: stdlib.GetConnector(*cfg)})
 	db.SetMaxOpenConns(PGMaxOpenConns)
 	db.SetMaxIdleConns(PGMaxOpenConns)
@@ -158,20 +172,25 @@ func MailMigrationsFor(d Dialect) []string {
 // takes the cluster-wide write lock (pg_advisory_xact_lock(WriteLockKey),
 // held until commit or rollback), so write transactions of every server
 // run one at a time; on SQLite the DSN's BEGIN IMMEDIATE does the same.
-// ctx bounds the BEGIN and the wait for the lock only.
+// The wait for the lock is bounded by WriteLockTimeout (PostgreSQL error
+// 55P03, lock_not_available, when it expires).
 func BeginWrite(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	if DialectOf(db) == Postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, WriteLockKey); err != nil {
+		// One round trip (no arguments: simple protocol, two statements).
+		if _, err := tx.ExecContext(ctx, writeLockSQL); err != nil {
 			tx.Rollback()
 			return nil, fmt.Errorf("metadb: write lock: %w", err)
 		}
 	}
 	return tx, nil
 }
+
+var writeLockSQL = fmt.Sprintf(`SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d)`,
+	WriteLockTimeout.Milliseconds(), WriteLockKey)
 
 // BeginRead starts a read-only transaction that sees one consistent
 // snapshot: SQLite's deferred BEGIN in WAL mode, PostgreSQL's REPEATABLE
