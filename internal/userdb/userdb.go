@@ -173,6 +173,30 @@ func (p AddressPolicy) Normalize(address string) string {
 	return address
 }
 
+type consistentKey struct{}
+
+// WithConsistentRead returns a context under which reads (Lookup,
+// Authenticate) must see every write acknowledged before they started:
+// the hook for the cluster's consistency windows (a server that hears on
+// the bus that a user changed reads that user this way until the window
+// ends). What each backend does with it:
+//
+//   - dynamodb: GetItem with ConsistentRead=true (otherwise eventually
+//     consistent), counted in its Stats.
+//   - sqldb: nothing to do: every read goes to the configured URL, the
+//     primary (there is no read-replica support yet).
+//   - embedded, passwd-file, redis: one store, always consistent.
+//   - authcache: the call skips the cache (asks the backend with this
+//     context and stores the fresh answer).
+func WithConsistentRead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, consistentKey{}, true)
+}
+
+// ConsistentRead reports whether ctx carries WithConsistentRead.
+func ConsistentRead(ctx context.Context) bool {
+	return ctx.Value(consistentKey{}) != nil
+}
+
 // StripDelimiter removes a recipient-delimiter suffix from the local part:
 // StripDelimiter("user+tag@example.org", "+") = "user@example.org".
 // An empty delim returns address unchanged.

@@ -1,6 +1,7 @@
 package userdb
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -51,6 +52,17 @@ func TestNormalizeStrip(t *testing.T) {
 		if s := StripDelimiter(n, tc.delim); s != tc.stripped {
 			t.Errorf("StripDelimiter(%q, %q) = %q, want %q", n, tc.delim, s, tc.stripped)
 		}
+	}
+}
+
+func TestConsistentReadContext(t *testing.T) {
+	ctx := context.Background()
+	if ConsistentRead(ctx) {
+		t.Fatal("plain context is consistent")
+	}
+	c := WithConsistentRead(ctx)
+	if !ConsistentRead(c) || !ConsistentRead(context.WithValue(c, struct{}{}, 1)) {
+		t.Fatal("WithConsistentRead not seen")
 	}
 }
 

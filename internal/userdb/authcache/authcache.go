@@ -30,10 +30,12 @@
 //
 // Consistency windows (cluster issue): Bypass(address, until) flushes the
 // address and sends its reads to the backend, uncached, until the given
-// time; Options.BypassContext (e.g. dynamodb.WithConsistentRead) is
+// time; Options.BypassContext (default userdb.WithConsistentRead) is
 // applied to the context of those reads, so an eventually consistent
 // backend reads fresh data during the window. A server that hears on the
-// bus that a user changed calls Bypass for the window's length.
+// bus that a user changed calls Bypass for the window's length. A call
+// whose own context carries userdb.WithConsistentRead skips the cache
+// too: it asks the backend (with that context) and stores the answer.
 package authcache
 
 import (
@@ -76,8 +78,8 @@ type Options struct {
 	MaxEntries int `toml:"max_entries"`
 	// Now is the clock (default time.Now); tests control it.
 	Now func() time.Time `toml:"-"`
-	// BypassContext, if set, derives the context of reads made during a
-	// Bypass window, e.g. dynamodb.WithConsistentRead.
+	// BypassContext derives the context of reads made during a Bypass
+	// window; nil: userdb.WithConsistentRead.
 	BypassContext func(context.Context) context.Context `toml:"-"`
 	// Policy: how addresses are made canonical, the same as the
 	// backend's (default: the zero userdb.AddressPolicy).
@@ -192,9 +194,10 @@ func (c *Cache) passwordMAC(address, pw string) [sha256.Size]byte {
 	return out
 }
 
-// get returns a live entry's result; ok false on a miss or during a
-// bypass window (bypassed true then).
-func (c *Cache) get(k key) (u *userdb.User, err error, ok, bypassed bool) {
+// get returns a live entry's result; ok false on a miss, during a
+// bypass window (bypassed true then), or when fresh (a consistent read:
+// a miss whose answer is stored).
+func (c *Cache) get(k key, fresh bool) (u *userdb.User, err error, ok, bypassed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -206,6 +209,10 @@ func (c *Cache) get(k key) (u *userdb.User, err error, ok, bypassed bool) {
 		delete(c.bypass, k.address)
 	}
 	el, found := c.entries[k]
+	if found && fresh {
+		c.remove(el)
+		found = false
+	}
 	if found {
 		e := el.Value.(*entry)
 		if now.Before(e.expires) {
@@ -288,7 +295,7 @@ func (c *Cache) generation() uint64 {
 func (c *Cache) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
 	address = c.policy.Normalize(address)
 	k := key{kind: kindAuth, address: address, mac: c.passwordMAC(address, pw)}
-	u, err, ok, bypassed := c.get(k)
+	u, err, ok, bypassed := c.get(k, userdb.ConsistentRead(ctx))
 	if ok {
 		return u, err
 	}
@@ -307,7 +314,7 @@ func (c *Cache) Authenticate(ctx context.Context, address, pw string) (*userdb.U
 func (c *Cache) Lookup(ctx context.Context, address string) (*userdb.User, error) {
 	address = c.policy.Normalize(address)
 	k := key{kind: kindLookup, address: address}
-	u, err, ok, bypassed := c.get(k)
+	u, err, ok, bypassed := c.get(k, userdb.ConsistentRead(ctx))
 	if ok {
 		return u, err
 	}
@@ -326,7 +333,7 @@ func (c *Cache) bypassCtx(ctx context.Context) context.Context {
 	if c.bctx != nil {
 		return c.bctx(ctx)
 	}
-	return ctx
+	return userdb.WithConsistentRead(ctx)
 }
 
 // Flush drops every cached entry of address (normalised first); results

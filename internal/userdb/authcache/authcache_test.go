@@ -32,6 +32,7 @@ type counting struct {
 	auths   atomic.Int64
 	lookups atomic.Int64
 	marked  atomic.Int64 // calls whose ctx carried markKey
+	fresh   atomic.Int64 // calls whose ctx carried userdb.WithConsistentRead
 }
 
 type markKey struct{}
@@ -41,6 +42,9 @@ func (c *counting) Authenticate(ctx context.Context, address, pw string) (*userd
 	if ctx.Value(markKey{}) != nil {
 		c.marked.Add(1)
 	}
+	if userdb.ConsistentRead(ctx) {
+		c.fresh.Add(1)
+	}
 	return c.DB.Authenticate(ctx, address, pw)
 }
 
@@ -48,6 +52,9 @@ func (c *counting) Lookup(ctx context.Context, address string) (*userdb.User, er
 	c.lookups.Add(1)
 	if ctx.Value(markKey{}) != nil {
 		c.marked.Add(1)
+	}
+	if userdb.ConsistentRead(ctx) {
+		c.fresh.Add(1)
 	}
 	return c.DB.Lookup(ctx, address)
 }
@@ -423,6 +430,46 @@ func TestUnavailableNotCached(t *testing.T) {
 		}
 	}
 	expect(t, c2, b2, 2, 0, 0, 2, 0)
+}
+
+// TestConsistentRead: a call under userdb.WithConsistentRead skips the
+// cache, asks the backend with that context and stores the fresh answer;
+// a Bypass window without BypassContext reads with it too.
+func TestConsistentRead(t *testing.T) {
+	c, b, clk := setup(t, Options{})
+	fresh := userdb.WithConsistentRead(ctx)
+	auth(t, c, "alice@example.org", alicePW, true)
+	auth(t, c, "alice@example.org", alicePW, true)
+	expect(t, c, b, 1, 0, 1, 1, 1)
+	// The password changes behind the cache's back (another server).
+	if err := b.DB.SetPassword(ctx, "alice@example.org", "new"); err != nil {
+		t.Fatal(err)
+	}
+	auth(t, c, "alice@example.org", alicePW, true) // stale, from the cache
+	if u, err := c.Authenticate(fresh, "alice@example.org", alicePW); !errors.Is(err, userdb.ErrAuthFailed) {
+		t.Fatalf("consistent Authenticate with the old password = %v, %v; want ErrAuthFailed", u, err)
+	}
+	expect(t, c, b, 2, 0, 2, 2, 1)
+	auth(t, c, "alice@example.org", alicePW, false) // the fresh answer was stored
+	expect(t, c, b, 2, 0, 3, 2, 1)
+	if u, err := c.Lookup(fresh, "bob@example.org"); err != nil || u.Address != "bob@example.org" {
+		t.Fatalf("consistent Lookup = %v, %v", u, err)
+	}
+	if _, err := c.Lookup(fresh, "bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c, b, 2, 2, 3, 4, 2)
+	if n := b.fresh.Load(); n != 3 {
+		t.Fatalf("backend calls with WithConsistentRead = %d, want 3", n)
+	}
+	// Bypass with the default BypassContext.
+	c.Bypass("bob@example.org", clk.Now().Add(time.Second))
+	if _, err := c.Lookup(ctx, "bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.fresh.Load(); n != 4 {
+		t.Fatalf("Bypass read without WithConsistentRead (%d fresh calls, want 4)", n)
+	}
 }
 
 func TestBypass(t *testing.T) {

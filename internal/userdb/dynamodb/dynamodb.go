@@ -22,11 +22,13 @@
 // Consistency: reads (Lookup, Authenticate) are eventually consistent by
 // default, as DynamoDB's GetItem is, so a password changed on another
 // server may take up to about a second to be seen. A call whose context
-// carries WithConsistentRead uses ConsistentRead=true: the hook for the
+// carries userdb.WithConsistentRead (or this package's alias
+// WithConsistentRead) uses ConsistentRead=true: the hook for the
 // cluster's consistency windows (a server that hears on the bus that a
 // user changed reads that user consistently for a while).
 // Options.ConsistentRead makes every read consistent. ListUsers and the
-// writes are always consistent (conditional writes are).
+// writes are always consistent (conditional writes are). Stats counts
+// the GetItem reads of each kind.
 //
 // Errors: any failure to reach the table (network, throttling after the
 // retries, a missing table, a server error) gives userdb.ErrUnavailable,
@@ -43,6 +45,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -98,6 +101,8 @@ type DB struct {
 	hasher     password.Hasher
 	log        *slog.Logger
 	check      *password.Checker // verification slots and the dummy hash
+
+	consistentReads, eventualReads atomic.Int64
 	policy     userdb.AddressPolicy
 }
 
@@ -107,15 +112,22 @@ var (
 	_ userdb.Manager = (*DB)(nil)
 )
 
-type consistentKey struct{}
-
-// WithConsistentRead returns a context under which Lookup and
-// Authenticate read with ConsistentRead=true (they see every write
-// acknowledged before the read started). For the cluster's consistency
-// windows: after a bus event about a user, read that user this way until
-// the window ends.
+// WithConsistentRead is userdb.WithConsistentRead: under the returned
+// context Lookup and Authenticate read with ConsistentRead=true (they see
+// every write acknowledged before the read started).
 func WithConsistentRead(ctx context.Context) context.Context {
-	return context.WithValue(ctx, consistentKey{}, true)
+	return userdb.WithConsistentRead(ctx)
+}
+
+// Stats count the GetItem reads (Lookup, Authenticate) since Open.
+type Stats struct {
+	ConsistentReads int64 // ConsistentRead=true
+	EventualReads   int64 // eventually consistent
+}
+
+// Stats returns the read counters.
+func (d *DB) Stats() Stats {
+	return Stats{ConsistentReads: d.consistentReads.Load(), EventualReads: d.eventualReads.Load()}
 }
 
 // tableName is DynamoDB's rule for table names.
@@ -246,7 +258,12 @@ func (d *DB) get(ctx context.Context, address string) (*userdb.User, string, err
 	if !storable(address) {
 		return nil, "", fmt.Errorf("userdb: lookup %s: %w", address, userdb.ErrNotFound)
 	}
-	consistent := d.consistent || ctx.Value(consistentKey{}) != nil
+	consistent := d.consistent || userdb.ConsistentRead(ctx)
+	if consistent {
+		d.consistentReads.Add(1)
+	} else {
+		d.eventualReads.Add(1)
+	}
 	out, err := d.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(d.table),
 		Key:            key(address),

@@ -301,6 +301,42 @@ func TestConsistentRead(t *testing.T) {
 	}
 }
 
+// TestStats: the read counters the cluster tests assert on, with the
+// generic userdb.WithConsistentRead and this package's alias.
+func TestStats(t *testing.T) {
+	srv := dynalite.Start(t)
+	srv.Setenv(t)
+	ctx := context.Background()
+	d := open(t, Options{})
+	seed(t, d, userdbtest.Seeds[:1])
+	if s := d.Stats(); s != (Stats{}) {
+		t.Fatalf("Stats after writes only = %+v, want zero", s)
+	}
+	reads := recordReads(d)
+	d.Lookup(ctx, "alice@example.org")
+	d.Lookup(userdb.WithConsistentRead(ctx), "alice@example.org")
+	d.Authenticate(userdb.WithConsistentRead(ctx), "alice@example.org", "wrong")
+	d.Lookup(WithConsistentRead(ctx), "nobody@example.org")
+	d.Authenticate(ctx, "nobody@example.org", "x")
+	if s := d.Stats(); s != (Stats{ConsistentReads: 3, EventualReads: 2}) {
+		t.Errorf("Stats = %+v, want 3 consistent, 2 eventual", s)
+	}
+	if got := fmt.Sprint(reads()); got != "[false true true true false]" {
+		t.Errorf("ConsistentRead per GetItem = %s", got)
+	}
+	if _, err := d.ListUsers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Stats(); s != (Stats{ConsistentReads: 3, EventualReads: 2}) {
+		t.Errorf("ListUsers counted as a read: %+v", s)
+	}
+	always := open(t, Options{ConsistentRead: true})
+	always.Lookup(ctx, "alice@example.org")
+	if s := always.Stats(); s != (Stats{ConsistentReads: 1}) {
+		t.Errorf("Options.ConsistentRead: Stats = %+v, want 1 consistent", s)
+	}
+}
+
 // TestEndpointEnv: the generic AWS_ENDPOINT_URL works when the
 // DynamoDB-specific variable is not set.
 func TestEndpointEnv(t *testing.T) {

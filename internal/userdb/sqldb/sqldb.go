@@ -51,6 +51,10 @@
 // active, a disabled one): authentication fails. After a password
 // matches, user_query gives the account; no row there fails the login too.
 //
+// Consistency: every read goes to the configured URL (the primary; there
+// is no read-replica support yet), so reads are always consistent and
+// userdb.WithConsistentRead needs nothing more here.
+//
 // Any database error (server down, connection refused, bad query) is
 // userdb.ErrUnavailable: IMAP answers NO [UNAVAILABLE], LMTP 451 4.3.0,
 // never a wrong reject. At most GOMAXPROCS hash verifications run at once.
