@@ -103,7 +103,7 @@ type DB struct {
 	check      *password.Checker // verification slots and the dummy hash
 
 	consistentReads, eventualReads atomic.Int64
-	policy     userdb.AddressPolicy
+	policy                         userdb.AddressPolicy
 }
 
 var (
