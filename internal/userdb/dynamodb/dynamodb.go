@@ -101,9 +101,9 @@ type DB struct {
 	hasher     password.Hasher
 	log        *slog.Logger
 	check      *password.Checker // verification slots and the dummy hash
+	policy     userdb.AddressPolicy
 
-	consistentReads, eventualReads atomic.Int64
-	policy                         userdb.AddressPolicy
+	consistentReads, eventualReads atomic.Int64 // Stats
 }
 
 var (
