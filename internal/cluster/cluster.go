@@ -48,7 +48,11 @@
 // whichever is shorter): a warning is
 // logged once per outage and every PollInterval the Node calls
 // store.NotifyAll(), so sessions poll the store, until the bus is back
-// (logged; the bus then resyncs every subscription).
+// (logged; the bus then resyncs every subscription). The first poll is
+// made as soon as the outage is noticed (within 250 ms; a bus that has
+// not connected yet after Start gets one PollInterval first), so a
+// change another server commits during an outage is seen within
+// PollInterval plus that.
 //
 // Metrics (Options.Metrics): bucketmail_bus_up (gauge, 0/1),
 // bucketmail_bus_events_published_total,
