@@ -210,3 +210,46 @@ func TestDoveadmHashes(t *testing.T) {
 		}
 	}
 }
+
+// TestMkpasswdHashes: a passwd-file holding crypt(3) hashes made by
+// Debian's mkpasswd (whois), as /etc/shadow-style tools write them,
+// without a {SCHEME} prefix (CRYPT, as in Dovecot) and with one.
+func TestMkpasswdHashes(t *testing.T) {
+	mkpasswd, err := exec.LookPath("mkpasswd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mkpasswd not installed (Debian whois)")
+		}
+		t.Skip("mkpasswd not installed (Debian whois)")
+	}
+	methods := []struct{ method, scheme string }{
+		{"sha512crypt", "SHA512-CRYPT"}, {"sha256crypt", "SHA256-CRYPT"}, {"md5crypt", "MD5-CRYPT"}, {"bcrypt", "BLF-CRYPT"}, {"bcrypt-a", "BLF-CRYPT"},
+	}
+	var b strings.Builder
+	for i, m := range methods {
+		out, err := exec.Command(mkpasswd, "-m", m.method, "--", fmt.Sprintf("pw-%d ü", i)).Output()
+		if err != nil {
+			t.Fatalf("mkpasswd -m %s: %v", m.method, err)
+		}
+		h := strings.TrimSpace(string(out))
+		fmt.Fprintf(&b, "bare%d@example.org:%s:1000:1000::/home/x:/bin/false\n", i, h)
+		fmt.Fprintf(&b, "prefixed%d@example.org:{%s}%s\n", i, m.scheme, h)
+	}
+	path := filepath.Join(t.TempDir(), "passwd")
+	writeFile(t, path, b.String())
+	d, err := Open(ctx, Prefix+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range methods {
+		for _, kind := range []string{"bare", "prefixed"} {
+			addr := fmt.Sprintf("%s%d@example.org", kind, i)
+			if u, err := d.Authenticate(ctx, addr, fmt.Sprintf("pw-%d ü", i)); err != nil || u.Address != addr {
+				t.Errorf("%s %s: Authenticate = %v, %v", m.method, kind, u, err)
+			}
+			if _, err := d.Authenticate(ctx, addr, fmt.Sprintf("pw-%d u", i)); !errors.Is(err, userdb.ErrAuthFailed) {
+				t.Errorf("%s %s wrong password: %v", m.method, kind, err)
+			}
+		}
+	}
+}
