@@ -128,6 +128,8 @@ func TestClusterBusRestart(t *testing.T) {
 			}
 			if got != want {
 				t.Errorf("%s: %s: bucketmail_bus_up %v, want %v", n.Name, phase, got, want)
+			} else {
+				t.Logf("%s: %s: bucketmail_bus_up %v", n.Name, phase, got)
 			}
 		}
 	}

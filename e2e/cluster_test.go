@@ -87,6 +87,18 @@ type clView struct {
 // strictly increase (RFC 3501 §2.3.1.1).
 func clFetchAll(t *testing.T, node string, c *imapclient.Client, mailbox string, keepBody bool) []clView {
 	t.Helper()
+	return clFetch(t, node, c, mailbox, &imap.FetchItemBodySection{Peek: true}, keepBody)
+}
+
+// clFetchHeaders is clFetchAll with BODY.PEEK[HEADER] instead of BODY[]
+// (clView.Sum is the header's digest), for comparing servers cheaply.
+func clFetchHeaders(t *testing.T, node string, c *imapclient.Client, mailbox string) []clView {
+	t.Helper()
+	return clFetch(t, node, c, mailbox, &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}, false)
+}
+
+func clFetch(t *testing.T, node string, c *imapclient.Client, mailbox string, section *imap.FetchItemBodySection, keepBody bool) []clView {
+	t.Helper()
 	sel, err := c.Select(mailbox, nil).Wait()
 	if err != nil {
 		t.Fatalf("%s: SELECT %s: %v", node, mailbox, err)
@@ -99,7 +111,7 @@ func clFetchAll(t *testing.T, node string, c *imapclient.Client, mailbox string,
 		var set imap.SeqSet
 		set.AddRange(uint32(lo), uint32(hi))
 		bufs, err := c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true,
-			BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+			BodySection: []*imap.FetchItemBodySection{section}}).Collect()
 		if err != nil {
 			t.Fatalf("%s: FETCH %d:%d in %s: %v", node, lo, hi, mailbox, err)
 		}
@@ -131,7 +143,7 @@ func clFetchAll(t *testing.T, node string, c *imapclient.Client, mailbox string,
 }
 
 // clSameView fails unless two servers show the same messages (sequence
-// numbers, UIDs, sizes, flags and BODY[] digests).
+// numbers, UIDs, sizes, flags and section digests).
 func clSameView(t *testing.T, what string, a, b []clView) {
 	t.Helper()
 	if len(a) != len(b) {
