@@ -160,3 +160,23 @@ func TestLoginPolicy(t *testing.T) {
 		t.Fatalf("keep: LOGIN carol@ with Carol's password = %q", got)
 	}
 }
+
+// TestThrottleOffByeAfterFive: with throttling off (ThrottleMaxDelay < 0)
+// the per-connection rule stays: the fifth failure ends the connection.
+func TestThrottleOffByeAfterFive(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.ThrottleMaxDelay = -1 })
+	if env.srv.throttle != nil {
+		t.Fatal("limiter with ThrottleMaxDelay < 0")
+	}
+	c := dialRaw(t, env.addr)
+	for i := range 4 {
+		tag := string(rune('a' + i))
+		if got, _ := timed(c, tag, "LOGIN alice wrong"); got != tag+" "+failedAnswer {
+			t.Fatalf("failure %d: %q", i+1, got)
+		}
+	}
+	c.send("e LOGIN alice wrong\r\n")
+	if l := c.line(); l != "* BYE Too many authentication failures" {
+		t.Fatalf("fifth failure: %q, want * BYE", l)
+	}
+}
