@@ -131,11 +131,9 @@ type Node struct {
 	log *slog.Logger
 
 	q           chan bus.Event
-	skipPending atomic.Int64 // events dropped since the last publish
-	stopPub     chan struct{}
+	skipPending atomic.Int64         // events dropped since the last publish
+	stopPub     chan context.Context // Close sends its ctx: drain until it ends
 	pubDone     chan struct{}
-	drainMu     sync.Mutex
-	drainCtx    context.Context
 
 	started   atomic.Bool
 	cancel    context.CancelFunc
@@ -229,7 +227,7 @@ func New(o Options) (*Node, error) {
 		o:           o,
 		log:         o.Logger.With("component", "cluster"),
 		q:           make(chan bus.Event, o.Queue),
-		stopPub:     make(chan struct{}),
+		stopPub:     make(chan context.Context, 1),
 		pubDone:     make(chan struct{}),
 		checkAccts:  map[string]bool{},
 		checkSignal: make(chan struct{}, 1),
@@ -276,10 +274,7 @@ func (n *Node) publisher() {
 			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 			n.publish(ctx, ev)
 			cancel()
-		case <-n.stopPub:
-			n.drainMu.Lock()
-			ctx := n.drainCtx
-			n.drainMu.Unlock()
+		case ctx := <-n.stopPub:
 			for {
 				select {
 				case ev := <-n.q:
@@ -552,10 +547,7 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
-		n.drainMu.Lock()
-		n.drainCtx = ctx
-		n.drainMu.Unlock()
-		close(n.stopPub)
+		n.stopPub <- ctx
 	})
 	n.wg.Wait()
 	select {

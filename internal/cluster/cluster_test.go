@@ -322,6 +322,10 @@ func TestCrossServer(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
+			// (The counter is added to just after the eviction.)
+			for metric(t, b, "bucketmail_cache_remote_evictions_total") < 1 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
 			if got := metric(t, b, "bucketmail_cache_remote_evictions_total"); got != 1 {
 				t.Errorf("B remote evictions = %v, want 1", got)
 			}
