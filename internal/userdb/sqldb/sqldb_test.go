@@ -389,6 +389,11 @@ func TestParseQuery(t *testing.T) {
 	if got := fmt.Sprint(q.values("a.b@example.org")); got != "[a.b@example.org a.b example.org]" {
 		t.Errorf("values = %s", got)
 	}
+	// %L forms lower-case (they matter with local_part_case = keep).
+	q, _ = parseQuery("x %Lu '%Ln' %n %Ld :user", Postgres)
+	if got := fmt.Sprint(q.values("Al.Ice@example.org")); got != "[al.ice@example.org al.ice Al.Ice example.org Al.Ice@example.org]" {
+		t.Errorf("values with %%L = %s", got)
+	}
 }
 
 func TestMySQLConfig(t *testing.T) {
