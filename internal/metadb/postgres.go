@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -174,19 +177,60 @@ func MailMigrationsFor(d Dialect) []string {
 // run one at a time; on SQLite the DSN's BEGIN IMMEDIATE does the same.
 // The wait for the lock is bounded by WriteLockTimeout (PostgreSQL error
 // 55P03, lock_not_available, when it expires).
+//
+// On PostgreSQL a BEGIN (or lock) that fails because its pooled
+// connection turned out dead (server restarted, backend terminated) is
+// tried again on another connection, up to beginAttempts times in all:
+// nothing was written yet. Without that, every connection the pool held
+// when the server went away would fail one caller's transaction.
 func BeginWrite(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
+	if DialectOf(db) != Postgres {
+		return db.BeginTx(ctx, nil)
 	}
-	if DialectOf(db) == Postgres {
-		// One round trip (no arguments: simple protocol, two statements).
-		if _, err := tx.ExecContext(ctx, writeLockSQL); err != nil {
-			tx.Rollback()
-			return nil, fmt.Errorf("metadb: write lock: %w", err)
+	return beginPG(ctx, db, nil, writeLockSQL)
+}
+
+// beginAttempts bounds the BEGINs of one BeginWrite or BeginRead on
+// PostgreSQL (one per dead pooled connection met, then a fresh one).
+const beginAttempts = PGMaxOpenConns + 1
+
+// beginPG begins a transaction with opts and runs first (if not "") in
+// it, retrying on connection errors (connLost).
+func beginPG(ctx context.Context, db *sql.DB, opts *sql.TxOptions, first string) (*sql.Tx, error) {
+	var err error
+	for range beginAttempts {
+		var tx *sql.Tx
+		tx, err = db.BeginTx(ctx, opts)
+		if err == nil && first != "" {
+			// One round trip (no arguments: simple protocol, two
+			// statements for the write lock).
+			if _, err = tx.ExecContext(ctx, first); err != nil {
+				tx.Rollback()
+				err = fmt.Errorf("metadb: write lock: %w", err)
+			}
+		}
+		if err == nil {
+			return tx, nil
+		}
+		if !connLost(err) || ctx.Err() != nil {
+			return nil, err
 		}
 	}
-	return tx, nil
+	return nil, err
+}
+
+// connLost reports whether err says the connection is gone (and the
+// statement therefore did not run): SQLSTATE class 08 (connection
+// exception), 57P01..57P03 (server shutting down, backend terminated),
+// a closed connection or a network error.
+func connLost(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ne net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &ne) || pgconn.SafeToRetry(err)
 }
 
 var writeLockSQL = fmt.Sprintf(`SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d)`,
@@ -195,12 +239,14 @@ var writeLockSQL = fmt.Sprintf(`SET LOCAL lock_timeout = %d; SELECT pg_advisory_
 // BeginRead starts a read-only transaction that sees one consistent
 // snapshot: SQLite's deferred BEGIN in WAL mode, PostgreSQL's REPEATABLE
 // READ, READ ONLY. It never waits for writers.
+//
+// On PostgreSQL a BEGIN on a dead pooled connection is tried again, as in
+// BeginWrite.
 func BeginRead(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if DialectOf(db) == Postgres {
-		opts.Isolation = sql.LevelRepeatableRead
+	if DialectOf(db) != Postgres {
+		return db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	}
-	return db.BeginTx(ctx, opts)
+	return beginPG(ctx, db, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}, "")
 }
 
 // AccountLockKey is the second key of per-account advisory locks: a

@@ -226,3 +226,81 @@ func TestBeginWriteSerialises(t *testing.T) {
 		t.Errorf("second writer read %d, want 1 (the first one's committed row)", v)
 	}
 }
+
+// TestBeginAfterBackendsTerminated: the pool's connections die (the
+// server restarted, or an administrator ended them); the next write and
+// read transactions still begin, on fresh connections, without an error.
+func TestBeginAfterBackendsTerminated(t *testing.T) {
+	ctx := context.Background()
+	url := pgURL(t)
+	db, err := OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	admin, err := OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for round := range 2 {
+		// Fill the pool with idle connections, taken twice: the second
+		// time makes their last reset recent, so that pgx's stdlib does
+		// not ping them on the next reuse (it pings after 1 s idle only).
+		const n = 5
+		var conns []*sql.Conn
+		for tries := 0; len(conns) < n; tries++ {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.PingContext(ctx); err != nil {
+				if tries > 3*n {
+					t.Fatal(err)
+				}
+				c.Close() // a connection the last round's terminations left dead
+				continue
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = conns[:0]
+		for range n {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		var killed int
+		if err := admin.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend') AS t`).Scan(&killed); err != nil {
+			t.Fatal(err)
+		}
+		if killed < n {
+			t.Fatalf("round %d: %d backends terminated, want at least %d", round, killed, n)
+		}
+		for i := range n + 1 {
+			var tx *sql.Tx
+			var err error
+			if round == 0 {
+				tx, err = BeginWrite(ctx, db)
+			} else {
+				tx, err = BeginRead(ctx, db)
+			}
+			if err != nil {
+				t.Fatalf("round %d, transaction %d after the terminations: %v", round, i, err)
+			}
+			var one int
+			if err := tx.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil || one != 1 {
+				t.Fatalf("round %d, transaction %d: %d, %v", round, i, one, err)
+			}
+			tx.Rollback()
+		}
+	}
+}
