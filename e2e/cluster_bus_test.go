@@ -148,10 +148,13 @@ func TestClusterBusRestart(t *testing.T) {
 	logPos := make([]int, len(c.Nodes))
 
 	// Bus down: polling.
+	for i, n := range c.Nodes {
+		logPos[i] = len(n.Log())
+	}
 	stopped := time.Now()
 	c.NATS.Stop()
 	for i, n := range c.Nodes {
-		line, end, ok := clWaitLog(n, clBusDownLog, 0, clWait)
+		line, end, ok := clWaitLog(n, clBusDownLog, logPos[i], clWait)
 		if !ok {
 			t.Errorf("%s: no log line about the bus being down within %v of stopping nats-server (want one matching %s)", n.Name, clWait, clBusDownLog)
 			continue

@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/bucketmail/bucketmail/internal/testutil/cluster"
+	"github.com/bucketmail/bucketmail/internal/testutil/e2e"
+)
+
+// TestClusterCacheEviction (issue 6 §5, caches across servers): server
+// B reads two messages (its read cache in front of the bucket keeps
+// them); server A expunges one, and B drops exactly that object from its
+// cache (bucketmail_cache_remote_evictions_total goes 0 → 1); `bucketmail
+// user del` through A deletes the account, and B drops the other object
+// (→ 2) and its cached login: the password that B had cached fails at
+// once, although the auth cache TTL is an hour.
+func TestClusterCacheEviction(t *testing.T) {
+	const window = 2 * time.Second
+	c := cluster.Start(t, cluster.Options{Nodes: 2, Metrics: true, AuthCacheTTL: time.Hour, ConsistencyWindow: window})
+	clRequireShared(t, c)
+	const acct, pw = "evict@example.org", "cluster-evict-1"
+	c.AddUser(t, acct, pw)
+	A, B := c.Nodes[0], c.Nodes[1]
+	lc, err := e2e.DialLMTP(A.LMTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"evict-1", "evict-2"} {
+		if err := lc.Deliver1(sender, acct, clMessage(id, 20000)); err != nil {
+			t.Fatalf("A: LMTP %s: %v", id, err)
+		}
+	}
+	lc.Close()
+
+	metric := func(want float64) float64 {
+		t.Helper()
+		got, present := clWaitMetric(t, B, "bucketmail_cache_remote_evictions_total", want, clWait)
+		if !present && want == 0 {
+			return 0 // a counter that was never incremented may be absent
+		}
+		if !present {
+			t.Fatalf("B: /metrics has no bucketmail_cache_remote_evictions_total")
+		}
+		return got
+	}
+	if got := metric(0); got != 0 {
+		t.Fatalf("B: bucketmail_cache_remote_evictions_total %v before any expunge, want 0", got)
+	}
+
+	// B reads both bodies (through its cache), after the window of user
+	// add so that its login is cached too.
+	time.Sleep(window + 500*time.Millisecond)
+	b := cluster.Login(t, B.Name, B.IMAPAddr, acct, pw)
+	vb := clFetchAll(t, B.Name, b.Client, "INBOX", true)
+	if len(vb) != 2 || clID(vb[0].Body) != "evict-1" || clID(vb[1].Body) != "evict-2" {
+		t.Fatalf("B: INBOX has %d messages, want evict-1 and evict-2", len(vb))
+	}
+	b.Logout().Wait()
+	if err := clTryLogin(t, B.IMAPAddr, acct, pw); err != nil {
+		t.Fatalf("B: LOGIN: %v", err)
+	}
+
+	// A expunges evict-1.
+	a := cluster.Login(t, A.Name, A.IMAPAddr, acct, pw)
+	if _, err := a.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("A: SELECT: %v", err)
+	}
+	if err := a.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatalf("A: STORE: %v", err)
+	}
+	t0 := time.Now()
+	if err := a.Expunge().Close(); err != nil {
+		t.Fatalf("A: EXPUNGE: %v", err)
+	}
+	if got := metric(1); got != 1 {
+		t.Errorf("B: bucketmail_cache_remote_evictions_total %v after A expunged one cached message, want 1", got)
+	} else {
+		t.Logf("B: cached object of the message A expunged dropped within %v", time.Since(t0).Round(time.Millisecond))
+	}
+	a.Logout().Wait()
+
+	// user del through A: B drops the rest and the cached login.
+	A.Run(t, "", "user", "del", acct)
+	t0 = time.Now()
+	if got := metric(2); got != 2 {
+		t.Errorf("B: bucketmail_cache_remote_evictions_total %v after user del, want 2", got)
+	} else {
+		t.Logf("B: the deleted account's last cached object dropped within %v", time.Since(t0).Round(time.Millisecond))
+	}
+	if err := clTryLogin(t, B.IMAPAddr, acct, pw); !clIsNo(err) {
+		t.Errorf("B: LOGIN of the deleted user: %v, want NO", err)
+	}
+	time.Sleep(window + 500*time.Millisecond)
+	if err := clTryLogin(t, B.IMAPAddr, acct, pw); !clIsNo(err) {
+		t.Errorf("B: LOGIN of the deleted user after the consistency window: %v, want NO (nothing of it may stay cached)", err)
+	}
+}
