@@ -392,8 +392,26 @@ func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.Na
 	return c.Conn.ExecContext(c.stmtCtx(ctx), Rebind(query), args)
 }
 
+// QueryContext runs query. A SELECT outside a transaction that finds its
+// connection dead (connLost) returns driver.ErrBadConn, so that
+// database/sql runs it again on another connection: it wrote nothing.
+// Anything else (a write, or inside a transaction) returns the error.
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.QueryContext(c.stmtCtx(ctx), Rebind(query), args)
+	inTx := c.Conn.Conn().PgConn().TxStatus() != 'I'
+	rows, err := c.Conn.QueryContext(c.stmtCtx(ctx), Rebind(query), args)
+	if err != nil && !inTx && connLost(err) && ctx.Err() == nil && isSelect(query) {
+		return nil, driver.ErrBadConn
+	}
+	return rows, err
+}
+
+// isSelect reports whether query is a plain SELECT (no data-modifying
+// statement can hide in one: bucketmail writes no SELECT that calls a
+// writing function, except the advisory lock ones, which a retry takes
+// again).
+func isSelect(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n(")
+	return len(q) >= 6 && strings.EqualFold(q[:6], "select")
 }
 
 var (

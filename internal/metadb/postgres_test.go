@@ -229,7 +229,8 @@ func TestBeginWriteSerialises(t *testing.T) {
 
 // TestBeginAfterBackendsTerminated: the pool's connections die (the
 // server restarted, or an administrator ended them); the next write and
-// read transactions still begin, on fresh connections, without an error.
+// read transactions still begin, and SELECTs outside a transaction
+// still run, on fresh connections, without an error.
 func TestBeginAfterBackendsTerminated(t *testing.T) {
 	ctx := context.Background()
 	url := pgURL(t)
@@ -243,7 +244,7 @@ func TestBeginAfterBackendsTerminated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	for round := range 2 {
+	for round := range 3 {
 		// Fill the pool with idle connections, taken twice: the second
 		// time makes their last reset recent, so that pgx's stdlib does
 		// not ping them on the next reuse (it pings after 1 s idle only).
@@ -286,6 +287,13 @@ func TestBeginAfterBackendsTerminated(t *testing.T) {
 			t.Fatalf("round %d: %d backends terminated, want at least %d", round, killed, n)
 		}
 		for i := range n + 1 {
+			if round == 2 { // a SELECT outside a transaction
+				var one int
+				if err := db.QueryRowContext(ctx, `SELECT ?::int`, 1).Scan(&one); err != nil || one != 1 {
+					t.Fatalf("round %d, query %d after the terminations: %d, %v", round, i, one, err)
+				}
+				continue
+			}
 			var tx *sql.Tx
 			var err error
 			if round == 0 {
