@@ -662,3 +662,82 @@ func TestJournalSnapshotRace(t *testing.T) {
 		t.Errorf("state after reindex differs:\n--- before\n%s--- after\n%s", before, after)
 	}
 }
+
+// TestJournalSweep: changes made by a store that does not journal them
+// (another server that crashed before its flush, or a process without
+// the journal) are written to the bucket by a server that sweeps for
+// them, though it made none of them itself; a rebuild then has them.
+func TestJournalSweep(t *testing.T) {
+	fsStore, err := blobfs.New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingBlobs{Store: fsStore}
+	const interval = 10 * time.Millisecond // sweeps every 30 intervals
+	e := newJEnv(t, counting, interval, DefaultSnapshotAfter)
+	ctx := context.Background()
+	dbA := openMetaDB(t, e.dsn)
+	defer dbA.Close()
+	sA, err := Open(ctx, Options{DB: dbA, Blobs: counting, SpoolDir: filepath.Join(e.dir, "spoolA")}) // no journal
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sA.Close()
+	const account = "swept@example.org"
+	a, err := sA.Account(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		in, err := sA.Spool(ctx, strings.NewReader(testMsg(i)), true, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Append(ctx, "INBOX", in, nil, msgDate(i))
+		in.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	inbox, err := a.Mailbox(ctx, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.StoreFlags(ctx, inbox.ID, []uint32{2}, Add, []string{FlagFlagged}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetSubscribed(ctx, "Junk", false); err != nil {
+		t.Fatal(err)
+	}
+	before := dumpAccount(t, a)
+	start := time.Now()
+	journaled := func() bool {
+		var n int
+		if err := e.db.QueryRow(`SELECT count(*) FROM journal_mailboxes j JOIN mailboxes m ON m.guid = j.guid
+			WHERE m.id = ? AND j.modseq = m.highestmodseq`, inbox.ID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	for !journaled() {
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("the other store's changes never reached the journal")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("journaled by the sweep after %s", time.Since(start).Round(time.Millisecond))
+	sA.Close()
+	e.crash()
+	e.open()
+	counting.reset()
+	st, err := e.s.Reindex(ctx, account, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Gets != 0 || counting.gets.Load() != 0 || st.Journals == 0 {
+		t.Errorf("reindex stats %+v; message GETs %d", st, counting.gets.Load())
+	}
+	if after := dumpAccount(t, e.account(account)); after != before {
+		t.Errorf("state after reindex differs:\n--- before\n%s--- after\n%s", before, after)
+	}
+}

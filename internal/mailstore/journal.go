@@ -27,6 +27,15 @@ import (
 // mailbox operations (journalNow), otherwise on the next tick of
 // JournalInterval. After SnapshotAfter records a flush writes a snapshot
 // instead and deletes the journal objects it covers.
+//
+// Several servers (shared PostgreSQL) or processes (one SQLite file):
+// seqs come from journal_accounts in the shared database, so object keys
+// never collide, and each flush diffs against the state the previous one
+// saved, whoever wrote it; flushes of one account are serialised across
+// servers (lockJournal). The dirty set is per process, so every
+// journalSweepTicks intervals each server also looks for accounts with
+// changes no journal object holds (sweepJournal): those of a server that
+// died before its flush, or of a process that does not journal.
 
 // DefaultSnapshotAfter is Options.SnapshotAfter when zero.
 const DefaultSnapshotAfter = 5000
@@ -164,17 +173,55 @@ func (s *Store) markDirty(account string) {
 	s.jrn.mu.Unlock()
 }
 
+// journalSweepTicks: every this many JournalIntervals the loop also
+// looks in the database for accounts whose changes no journal object
+// holds yet (sweepJournal).
+const journalSweepTicks = 30
+
 func (s *Store) journalLoop(ctx context.Context) {
 	defer close(s.jrn.done)
 	t := time.NewTicker(s.opts.JournalInterval)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		if tick%journalSweepTicks == 0 {
+			s.sweepJournal(ctx)
+		}
 		s.flushDirty(ctx)
+	}
+}
+
+// sweepJournal marks dirty every account whose index differs from what
+// its journal objects say (journal_* tables): a mailbox not journaled,
+// or with a HIGHESTMODSEQ, name, UIDVALIDITY or special-use the journal
+// has not seen, a journaled mailbox gone, or a subscription change. The
+// dirty set is per process; these are changes made by a process that
+// did not journal them: another server that crashed before its flush
+// (it may never come back), or a process without the journal on (an
+// import into the SQLite file of a running server). Every server sweeps;
+// flushes of one account are serialised (lockJournal) and a flush that
+// finds nothing new writes nothing. Errors are logged.
+func (s *Store) sweepJournal(ctx context.Context) {
+	names, err := queryStrings(ctx, s.db, `SELECT a.name FROM accounts a WHERE
+		EXISTS (SELECT 1 FROM mailboxes m LEFT JOIN journal_mailboxes j ON j.guid = m.guid AND j.deleted = 0
+			WHERE m.account_id = a.id AND (j.guid IS NULL OR j.modseq < m.highestmodseq OR j.name != m.name
+				OR j.uidvalidity != m.uidvalidity OR j.special_use != m.special_use))
+		OR EXISTS (SELECT 1 FROM journal_mailboxes j WHERE j.account_id = a.id AND j.deleted = 0
+			AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.guid = j.guid))
+		OR EXISTS (SELECT 1 FROM subscriptions x WHERE x.account_id = a.id
+			AND NOT EXISTS (SELECT 1 FROM journal_subs js WHERE js.account_id = a.id AND js.name = x.name))
+		OR EXISTS (SELECT 1 FROM journal_subs js WHERE js.account_id = a.id
+			AND NOT EXISTS (SELECT 1 FROM subscriptions x WHERE x.account_id = a.id AND x.name = js.name))`)
+	if err != nil {
+		s.log.Warn("mailstore: journal sweep failed", "err", err)
+		return
+	}
+	for _, n := range names {
+		s.markDirty(n)
 	}
 }
 
