@@ -115,7 +115,15 @@ func (s *Store) deleteAccount(ctx context.Context, name string) error {
 		s.dropSeq(m)
 	}
 	s.deleteBlobs(ctx, keys)
-	s.deleteJournal(ctx, name)
+	// Under the journal lock: a flush of another server either wrote its
+	// object before (deleted here) or finds the account gone after.
+	if unlock, err := s.lockJournal(ctx, name); err != nil {
+		s.log.Warn("mailstore: delete account: journal lock failed; deleting the journal without it", "account", name, "err", err)
+		s.deleteJournal(ctx, name)
+	} else {
+		s.deleteJournal(ctx, name)
+		unlock()
+	}
 	s.hub.publish(Change{Account: name, Kind: ChangeAccountDeleted})
 	return nil
 }
