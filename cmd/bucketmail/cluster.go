@@ -36,7 +36,6 @@ import (
 	buspg "github.com/bucketmail/bucketmail/internal/bus/pg"
 	"github.com/bucketmail/bucketmail/internal/cluster"
 	"github.com/bucketmail/bucketmail/internal/config"
-	"github.com/bucketmail/bucketmail/internal/userdb/dynamodb"
 )
 
 // controlSocketName is the control socket's name in the data directory.
@@ -64,18 +63,6 @@ func openBus(ctx context.Context, cfg config.Config, origin string, cli bool, lo
 		return buspg.Open(ctx, buspg.Config{URL: cfg.Bus, Node: origin, Logger: log})
 	}
 	return nil, fmt.Errorf("bus: unknown %q", cfg.Bus)
-}
-
-// consistentReadContext returns what makes the user database read
-// consistently during a consistency window (authcache.Options
-// .BypassContext): DynamoDB ConsistentRead; nil for the others, whose
-// reads are consistent already (one PostgreSQL/MySQL/Redis server; the
-// cache bypass is what matters).
-func consistentReadContext(cfg config.Config) func(context.Context) context.Context {
-	if cfg.UserDB.Kind() == "dynamodb" {
-		return dynamodb.WithConsistentRead
-	}
-	return nil
 }
 
 // announce publishes an account-level hint (updating / updated) for the

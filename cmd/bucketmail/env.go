@@ -73,6 +73,9 @@ type env struct {
 	node *cluster.Node
 	// metrics is serve's registry (nil for the CLI).
 	metrics *metrics.Registry
+	// policy is how addresses are normalised (auth.local_part_case,
+	// auth.normalize), for every backend, LOGIN, LMTP and the CLI.
+	policy userdb.AddressPolicy
 }
 
 // envOptions says what openEnvWith opens besides the defaults.
@@ -133,6 +136,9 @@ func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o env
 	if err := e.openBlobs(ctx, o); err != nil {
 		return nil, err
 	}
+	if e.policy, err = userdb.ParseAddressPolicy(cfg.Auth.LocalPartCase, cfg.Auth.Normalize); err != nil {
+		return nil, err
+	}
 	if err := e.openUsers(ctx, o); err != nil {
 		return nil, err
 	}
@@ -141,7 +147,8 @@ func openEnvWith(ctx context.Context, cfg config.Config, log *slog.Logger, o env
 			MaxEntries:    cfg.Auth.CacheMaxEntries,
 			PositiveTTL:   cfg.Auth.CacheTTL,
 			NegativeTTL:   cfg.Auth.CacheNegativeTTL,
-			BypassContext: consistentReadContext(cfg),
+			BypassContext: userdb.WithConsistentRead,
+			Policy:        e.policy,
 		})
 	}
 	if err := e.openCluster(ctx, o); err != nil {
@@ -209,31 +216,31 @@ func (e *env) openUsers(ctx context.Context, o envOptions) error {
 		if e.cfg.S3Enabled() {
 			uopts = append(uopts, embedded.WithBucket(e.blobs))
 		}
-		d, err := embedded.New(ctx, e.db, uopts...)
+		d, err := embedded.New(ctx, e.db, append(uopts, embedded.WithPolicy(e.policy))...)
 		if err != nil {
 			return err
 		}
 		e.users = d
 	case "passwd-file":
-		d, err := passwdfile.Open(ctx, u.URL, log)
+		d, err := passwdfile.Open(ctx, u.URL, log, passwdfile.WithPolicy(e.policy))
 		if err != nil {
 			return err
 		}
 		e.users = d
 	case "postgres", "mysql":
-		d, err := sqldb.OpenWith(ctx, u.URL, sqldb.Options{PasswordQuery: u.PasswordQuery, UserQuery: u.UserQuery, StartDown: o.usersMayBeDown}, log)
+		d, err := sqldb.OpenWith(ctx, u.URL, sqldb.Options{PasswordQuery: u.PasswordQuery, UserQuery: u.UserQuery, StartDown: o.usersMayBeDown, Policy: e.policy}, log)
 		if err != nil {
 			return err
 		}
 		e.users, e.closeUsers = d, d.Close
 	case "redis":
-		d, err := redis.OpenOptions(ctx, u.URL, redis.Options{KeyTemplate: u.KeyTemplate, Timeout: u.Timeout}, log)
+		d, err := redis.OpenOptions(ctx, u.URL, redis.Options{KeyTemplate: u.KeyTemplate, Timeout: u.Timeout, Policy: e.policy}, log)
 		if err != nil {
 			return err
 		}
 		e.users, e.closeUsers = d, d.Close
 	case "dynamodb":
-		d, err := dynamodb.OpenOptions(ctx, u.URL, dynamodb.Options{Region: u.Region, ConsistentRead: u.ConsistentRead, MaxAttempts: u.MaxAttempts}, log)
+		d, err := dynamodb.OpenOptions(ctx, u.URL, dynamodb.Options{Region: u.Region, ConsistentRead: u.ConsistentRead, MaxAttempts: u.MaxAttempts, Policy: e.policy}, log)
 		if err != nil {
 			return err
 		}

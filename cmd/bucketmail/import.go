@@ -41,7 +41,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer e.Close()
 
-	u, err := e.users.Lookup(ctx, userdb.Normalize(*user))
+	u, err := e.users.Lookup(ctx, e.policy.Normalize(*user))
 	if err != nil {
 		if errors.Is(err, userdb.ErrNotFound) {
 			return fmt.Errorf("no user %s (add it first with: bucketmail user add %s --password-stdin)", *user, *user)

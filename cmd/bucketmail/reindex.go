@@ -56,7 +56,7 @@ func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 	} else {
-		accounts = []string{userdb.Normalize(*user)}
+		accounts = []string{e.policy.Normalize(*user)}
 	}
 	return reindexAccounts(ctx, e, accounts, *dry, stdout, log)
 }
@@ -69,7 +69,7 @@ func bucketAccounts(ctx context.Context, e *env, dryRun bool, out io.Writer) ([]
 		return nil, err
 	}
 	if e.cfg.S3Enabled() && e.cfg.UserDB.Kind() == config.UserDBSQLite && !dryRun {
-		u, err := embedded.New(ctx, e.db, embedded.WithBucket(e.blobs))
+		u, err := embedded.New(ctx, e.db, embedded.WithBucket(e.blobs), embedded.WithPolicy(e.policy))
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +148,7 @@ func prepareIndex(ctx context.Context, e *env, log *slog.Logger) error {
 	// Only the embedded user database keeps its records in the bucket.
 	if e.cfg.S3Enabled() && e.cfg.UserDB.Kind() == config.UserDBSQLite {
 		var err error
-		if u, err = embedded.New(ctx, e.db, embedded.WithBucket(e.blobs)); err != nil {
+		if u, err = embedded.New(ctx, e.db, embedded.WithBucket(e.blobs), embedded.WithPolicy(e.policy)); err != nil {
 			return err
 		}
 	}

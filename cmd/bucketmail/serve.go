@@ -91,6 +91,8 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		MaxAppendSize:     cfg.LMTP.MaxMessageSize,
 		Logger:            log.With("proto", "imap"),
 		Trace:             cfg.Log.Trace,
+		AddressPolicy:     e.policy,
+		ThrottleMaxDelay:  cfg.Auth.ThrottleMaxDelay,
 	})
 	lmtpSrv := lmtp.New(lmtp.Options{
 		Deliverer: &delivery.Deliverer{
@@ -99,6 +101,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 			Delimiter: cfg.LMTP.Delimiter(),
 			MaxSize:   cfg.LMTP.MaxMessageSize,
 			Hostname:  cfg.Hostname,
+			Policy:    e.policy,
 			Logger:    log.With("proto", "lmtp"),
 		},
 		Hostname:       cfg.Hostname,

@@ -45,16 +45,20 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if len(pos) != wantArgs {
 		return fmt.Errorf("%w: user %s takes %d address argument(s), got %d", errUsage, sub, wantArgs, len(pos))
 	}
-	var address string
-	if wantArgs == 1 {
-		address = userdb.Normalize(pos[0])
-		if !strings.Contains(address, "@") || strings.ContainsAny(address, " \t\r\n<>\"") {
-			return fmt.Errorf("%w: %q is not an address like user@example.org", errUsage, pos[0])
-		}
-	}
 	cfg, err := flags.Load()
 	if err != nil {
 		return err
+	}
+	policy, err := userdb.ParseAddressPolicy(cfg.Auth.LocalPartCase, cfg.Auth.Normalize)
+	if err != nil {
+		return err
+	}
+	var address string
+	if wantArgs == 1 {
+		address = policy.Normalize(pos[0])
+		if !strings.Contains(address, "@") || strings.ContainsAny(address, " \t\r\n<>\"") {
+			return fmt.Errorf("%w: %q is not an address like user@example.org", errUsage, pos[0])
+		}
 	}
 
 	// Read the password before opening the store, so a prompt is not

@@ -465,3 +465,28 @@ func TestUserDBDownAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressPolicyKeep: with auth.local_part_case = "keep" the CLI,
+// LOGIN and LMTP all compare local parts as written (the domain stays
+// case-insensitive); the default folds them.
+func TestAddressPolicyKeep(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "bucketmail.toml")
+	if err := os.WriteFile(cfg, []byte("[auth]\nlocal_part_case = \"keep\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := launch(t, "--config", cfg)
+	s.AddUser(t, "Ida@Example.org", "ida pw")
+	if out := s.Run(t, "", "user", "list", "--config", cfg); out != "Ida@example.org\n" {
+		t.Fatalf("user list = %q, want the local part as written, the domain folded", out)
+	}
+	deliverAndRead(t, s, "Ida@EXAMPLE.org", "Ida@example.ORG", "ida pw")
+	loginFails(t, s, "ida@example.org", "ida pw", "NO [AUTHENTICATIONFAILED]")
+	rcptFails(t, s, "ida@example.org", 550, smtp.EnhancedCode{5, 1, 1})
+
+	d := launch(t)
+	d.AddUser(t, "Jo@Example.org", "jo pw")
+	if out := d.Run(t, "", "user", "list"); out != "jo@example.org\n" {
+		t.Fatalf("user list (default policy) = %q, want jo@example.org", out)
+	}
+	deliverAndRead(t, d, "JO@example.org", "jO@Example.org", "jo pw")
+}
