@@ -70,7 +70,7 @@ func TestClusterPasswordWindow(t *testing.T) {
 
 func testPasswordWindow(t *testing.T, userDB string, open func(ctx context.Context, url string) (userdb.Manager, func() error, error)) {
 	const window = 2 * time.Second
-	c := cluster.Start(t, cluster.Options{Nodes: 2, UserDB: userDB, AuthCacheTTL: time.Hour, ConsistencyWindow: window})
+	c := cluster.Start(t, cluster.Options{Nodes: 2, UserDB: userDB, AuthCacheTTL: time.Hour, ConsistencyWindow: window, AuthThrottleMaxDelay: -time.Second})
 	clRequireShared(t, c)
 	const acct = "window@example.org"
 	const pw1, pw0, pw2 = "window-old-1", "window-direct-0", "window-new-2"

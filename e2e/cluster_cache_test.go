@@ -19,7 +19,7 @@ import (
 // once, although the auth cache TTL is an hour.
 func TestClusterCacheEviction(t *testing.T) {
 	const window = 2 * time.Second
-	c := cluster.Start(t, cluster.Options{Nodes: 2, Metrics: true, AuthCacheTTL: time.Hour, ConsistencyWindow: window})
+	c := cluster.Start(t, cluster.Options{Nodes: 2, Metrics: true, AuthCacheTTL: time.Hour, ConsistencyWindow: window, AuthThrottleMaxDelay: -time.Second})
 	clRequireShared(t, c)
 	const acct, pw = "evict@example.org", "cluster-evict-1"
 	c.AddUser(t, acct, pw)

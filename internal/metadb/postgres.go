@@ -185,7 +185,11 @@ func MailMigrationsFor(d Dialect) []string {
 // when the server went away would fail one caller's transaction.
 func BeginWrite(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
 	if DialectOf(db) != Postgres {
-		return db.BeginTx(ctx, nil)
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, fmt.Errorf("metadb: begin: %w", err)
+		}
+		return tx, nil
 	}
 	return beginPG(ctx, db, nil, writeLockSQL)
 }
@@ -206,17 +210,17 @@ func beginPG(ctx context.Context, db *sql.DB, opts *sql.TxOptions, first string)
 			// statements for the write lock).
 			if _, err = tx.ExecContext(ctx, first); err != nil {
 				tx.Rollback()
-				err = fmt.Errorf("metadb: write lock: %w", err)
+				err = fmt.Errorf("write lock: %w", err)
 			}
 		}
 		if err == nil {
 			return tx, nil
 		}
 		if !connLost(err) || ctx.Err() != nil {
-			return nil, err
+			break
 		}
 	}
-	return nil, err
+	return nil, fmt.Errorf("metadb: begin: %w", err)
 }
 
 // connLost reports whether err says the connection is gone (and the
@@ -244,7 +248,11 @@ var writeLockSQL = fmt.Sprintf(`SET LOCAL lock_timeout = %d; SELECT pg_advisory_
 // BeginWrite.
 func BeginRead(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
 	if DialectOf(db) != Postgres {
-		return db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("metadb: begin: %w", err)
+		}
+		return tx, nil
 	}
 	return beginPG(ctx, db, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}, "")
 }

@@ -1,5 +1,11 @@
 // Package metadb opens the metadata database and keeps its schema.
 //
+// Two databases: SQLite (OpenSQLite, below), the embedded default for one
+// server, and PostgreSQL (OpenPostgres, postgres.go), shared by several
+// servers. Open picks one from the --metadb value; DialectOf tells them
+// apart; BeginWrite and BeginRead start transactions with the same
+// guarantees on both (writers one at a time, readers on one snapshot).
+//
 // The embedded default is one SQLite file (modernc.org/sqlite, pure Go)
 // in WAL mode. Its settings, per connection:
 //

@@ -64,6 +64,10 @@ type Options struct {
 	// AuthCacheTTL > 0 turns the auth cache on ([auth] cache_max_entries
 	// = 1000) with this cache_ttl and cache_negative_ttl.
 	AuthCacheTTL time.Duration
+	// AuthThrottleMaxDelay is [auth] throttle_max_delay (negative: no
+	// growing delay after failed logins, for tests that expect NO
+	// several times); 0 leaves the default.
+	AuthThrottleMaxDelay time.Duration
 	// Metrics gives every node a --metrics-listen address ([metrics]
 	// listen; Node.MetricsAddr).
 	Metrics bool
@@ -130,6 +134,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		o.Bus = BusNATS
 	}
 	bin := e2e.Binary(t)
+	start := time.Now()
 	p := SharedPG(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -169,9 +174,15 @@ func Start(t testing.TB, o Options) *Cluster {
 		if o.ConsistencyWindow > 0 {
 			fmt.Fprintf(&cfg, "consistency_window = %q\n", o.ConsistencyWindow.String())
 		}
+		if o.AuthCacheTTL > 0 || o.AuthThrottleMaxDelay != 0 {
+			fmt.Fprintf(&cfg, "[auth]\n")
+		}
 		if o.AuthCacheTTL > 0 {
-			fmt.Fprintf(&cfg, "[auth]\ncache_max_entries = 1000\ncache_ttl = %q\ncache_negative_ttl = %q\n",
+			fmt.Fprintf(&cfg, "cache_max_entries = 1000\ncache_ttl = %q\ncache_negative_ttl = %q\n",
 				o.AuthCacheTTL.String(), o.AuthCacheTTL.String())
+		}
+		if o.AuthThrottleMaxDelay != 0 {
+			fmt.Fprintf(&cfg, "throttle_max_delay = %q\n", o.AuthThrottleMaxDelay.String())
 		}
 		if o.Metrics {
 			port, err := freePort()
@@ -206,6 +217,7 @@ func Start(t testing.TB, o Options) *Cluster {
 			}
 		})
 	}
+	t.Logf("cluster: %d nodes on bus %s started in %v", len(c.Nodes), o.Bus, time.Since(start).Round(time.Millisecond))
 	return c
 }
 
