@@ -52,11 +52,19 @@ import (
 // IMMEDIATE serialises them across processes; each server still batches
 // its own writes into one transaction (mailstore's group commit), so the
 // lock is taken once per batch, not per operation. Deadlock-free: it is
-// the only lock a write transaction waits for before its first write,
-// and row locks are then only ever contended by transactions that do
-// not hold it (none of the mail store's). Per-account locks are the
-// later optimisation. Read transactions (BeginRead) are REPEATABLE READ,
-// READ ONLY: one snapshot for the whole transaction, never blocked.
+// the first lock a write transaction takes, so two of them never hold
+// locks while waiting for each other; a holder could only wait for row
+// locks of a transaction that writes without BeginWrite, and the mail
+// store has none (other packages sharing the database write only their
+// own tables). The wait is bounded (WriteLockTimeout). Per-account locks
+// are the later optimisation. Read transactions (BeginRead) are
+// REPEATABLE READ, READ ONLY: one snapshot for the whole transaction,
+// never blocked.
+//
+// Connections: a statement inside a transaction is not cancelled by its
+// ctx (pgConn), and a BEGIN or a SELECT outside a transaction that meets
+// a dead pooled connection is run again on another (beginPG,
+// pgConn.QueryContext), so a server restart costs no caller an error.
 //
 // Prepared statements: pgx caches the prepared form of each query text
 // per connection (QueryExecModeCacheStatement), so callers need no
@@ -66,9 +74,9 @@ import (
 const PGMaxOpenConns = 16
 
 // WriteLockKey is the pg_advisory_xact_lock key every write transaction
-// of the shared database takes first (BeginWrite). Its upper 32 bits are
-// zero, so it never equals a two-key (int4, int4) lock with a nonzero
-// first key, such as JournalLockClass.
+// of the shared database takes first (BeginWrite). (PostgreSQL keeps
+// one-bigint and two-int4 advisory keys apart, so JournalLockClass
+// locks never meet it.)
 const WriteLockKey int64 = 0x626d6c77 // "bmlw"
 
 // WriteLockTimeout bounds the wait for the write lock: a server that
