@@ -64,7 +64,8 @@ import (
 // Connections: a statement inside a transaction is not cancelled by its
 // ctx (pgConn), and a BEGIN or a SELECT outside a transaction that meets
 // a dead pooled connection is run again on another (beginPG,
-// pgConn.QueryContext), so a server restart costs no caller an error.
+// pgConn.QueryContext): after a server restart only what was running
+// at that moment fails, not the first use of every pooled connection.
 //
 // Prepared statements: pgx caches the prepared form of each query text
 // per connection (QueryExecModeCacheStatement), so callers need no
