@@ -123,3 +123,64 @@ func sqliteOnly(t *testing.T, why string) {
 		t.Skip("SQLite only: " + why)
 	}
 }
+
+// TestSchemaParity: the PostgreSQL schema (metadb.MailMigrationsPG,
+// journalMigrationsPG) has the same tables, with the same columns in the
+// same order, and the same indexes as the SQLite one, and the same
+// versions, so that one set of queries serves both.
+func TestSchemaParity(t *testing.T) {
+	if !onPG {
+		t.Skip("compares with PostgreSQL: runs in the PostgreSQL pass")
+	}
+	e := newEnv(t) // PostgreSQL
+	ctx := context.Background()
+	lite, err := metadb.OpenSQLite(ctx, t.TempDir()+"/meta.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	ls, err := Open(ctx, Options{DB: lite, Blobs: e.blobs, SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	describe := func(db *sql.DB, tables, columns, indexes string) string {
+		var b strings.Builder
+		names, err := queryStrings(ctx, db, tables)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			cols, err := queryStrings(ctx, db, columns, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx, err := queryStrings(ctx, db, indexes, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s(%s) indexes %v\n", n, strings.Join(cols, ", "), idx)
+		}
+		return b.String()
+	}
+	got := describe(e.db,
+		`SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`,
+		`SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position`,
+		`SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ?
+			AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%key' ORDER BY indexname`)
+	want := describe(lite,
+		`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name`,
+		`SELECT name FROM pragma_table_info(?) ORDER BY cid`,
+		`SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name`)
+	t.Logf("schema:\n%s", got)
+	if got != want {
+		t.Errorf("PostgreSQL schema:\n%s\nSQLite schema:\n%s", got, want)
+	}
+	for _, c := range []string{"mail", "journal"} {
+		pv, err1 := metadb.Version(ctx, e.db, c)
+		sv, err2 := metadb.Version(ctx, lite, c)
+		if err1 != nil || err2 != nil || pv != sv || pv == 0 {
+			t.Errorf("%s schema version: PostgreSQL %d (%v), SQLite %d (%v)", c, pv, err1, sv, err2)
+		}
+	}
+}
