@@ -43,7 +43,9 @@ func clTryLogin(t *testing.T, addr, user, password string) error {
 // user database, with no bus event: B must keep accepting the cached old
 // password, which shows that the cache is on and that the bus is what
 // makes the difference. After the window the old password must still
-// fail on B (the cached entry was flushed). On the PostgreSQL user database and on DynamoDB
+// fail on B (the cached entry was flushed), and B uses its cache again
+// (another direct change leaves the cached new password working). On the
+// PostgreSQL user database and on DynamoDB
 // (dynalite).
 func TestClusterPasswordWindow(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
@@ -73,7 +75,7 @@ func testPasswordWindow(t *testing.T, userDB string, open func(ctx context.Conte
 	c := cluster.Start(t, cluster.Options{Nodes: 2, UserDB: userDB, AuthCacheTTL: time.Hour, ConsistencyWindow: window, AuthThrottleMaxDelay: -time.Second})
 	clRequireShared(t, c)
 	const acct = "window@example.org"
-	const pw1, pw0, pw2 = "window-old-1", "window-direct-0", "window-new-2"
+	const pw1, pw0, pw2, pw3 = "window-old-1", "window-direct-0", "window-new-2", "window-direct-3"
 	c.AddUser(t, acct, pw1)
 	A, B := c.Nodes[0], c.Nodes[1]
 	ctx := context.Background()
@@ -144,6 +146,19 @@ func testPasswordWindow(t *testing.T, userDB string, open func(ctx context.Conte
 	// gone, not served for the rest of its TTL.
 	time.Sleep(window + 500*time.Millisecond)
 	checkOld("after the window")
+	// And outside the window B answers from its cache again: a direct
+	// change (no bus event) leaves the cached new password working.
+	m, closeDB, err = open(ctx, c.UserDB)
+	if err != nil {
+		t.Fatalf("open user database %s: %v", c.UserDB, err)
+	}
+	if err := m.SetPassword(ctx, acct, pw3); err != nil {
+		t.Fatalf("SetPassword directly: %v", err)
+	}
+	closeDB()
+	if err := clTryLogin(t, B.IMAPAddr, acct, pw2); err != nil {
+		t.Errorf("B: after the window, LOGIN with the cached password after a change without bus event: %v; want OK from the cache", err)
+	}
 
 	// What user passwd published: updating, then updated, from node-a.
 	if _, ok := spy.WaitFor(clWait, func(ev bus.Event) bool { return ev.Kind == bus.KindAccountUpdated }); !ok {
