@@ -89,6 +89,9 @@ type Cluster struct {
 	S3     *s3gw.Gateway
 	BusURL string // --bus
 	Nodes  []*Node
+
+	opts Options
+	bin  string
 }
 
 // Node is one `bucketmail serve` of the cluster.
@@ -159,66 +162,76 @@ func Start(t testing.TB, o Options) *Cluster {
 	t.Setenv("AWS_ACCESS_KEY_ID", c.S3.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", c.S3.SecretKey)
 
-	for i := range o.Nodes {
-		name := "node-" + string(rune('a'+i))
-		dir := t.TempDir()
-		n := &Node{Name: name, ConfigPath: filepath.Join(dir, "bucketmail.toml")}
-		var cfg strings.Builder
-		if o.LogLevel != "" {
-			fmt.Fprintf(&cfg, "[log]\nlevel = %q\n", o.LogLevel)
-		}
-		fmt.Fprintf(&cfg, "[cluster]\n")
-		if o.PollInterval > 0 {
-			fmt.Fprintf(&cfg, "poll_interval = %q\n", o.PollInterval.String())
-		}
-		if o.ConsistencyWindow > 0 {
-			fmt.Fprintf(&cfg, "consistency_window = %q\n", o.ConsistencyWindow.String())
-		}
-		if o.AuthCacheTTL > 0 || o.AuthThrottleMaxDelay != 0 {
-			fmt.Fprintf(&cfg, "[auth]\n")
-		}
-		if o.AuthCacheTTL > 0 {
-			fmt.Fprintf(&cfg, "cache_max_entries = 1000\ncache_ttl = %q\ncache_negative_ttl = %q\n",
-				o.AuthCacheTTL.String(), o.AuthCacheTTL.String())
-		}
-		if o.AuthThrottleMaxDelay != 0 {
-			fmt.Fprintf(&cfg, "throttle_max_delay = %q\n", o.AuthThrottleMaxDelay.String())
-		}
-		if o.Metrics {
-			port, err := freePort()
-			if err != nil {
-				t.Fatal(err)
-			}
-			n.MetricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-			fmt.Fprintf(&cfg, "[metrics]\nlisten = %q\n", n.MetricsAddr)
-		}
-		if err := os.WriteFile(n.ConfigPath, []byte(cfg.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args := []string{"--config", n.ConfigPath, "--metadb", c.MetaDB, "--userdb", c.UserDB,
-			"--bus", c.BusURL, "--node-name", name,
-			"--s3-endpoint", c.S3.Endpoint, "--s3-bucket", c.S3.Bucket, "--s3-region", c.S3.Region, "--s3-path-style"}
-		// Nodes start one after the other: the first one runs the
-		// schema migrations.
-		srv, err := e2e.LaunchArgs(bin, dir, args...)
-		if err != nil {
-			t.Fatalf("cluster: start %s: %v", name, err)
-		}
-		n.Server = srv
-		c.Nodes = append(c.Nodes, n)
-		t.Cleanup(func() {
-			if srv.Running() {
-				if err := srv.Shutdown(); err != nil {
-					t.Errorf("cluster: %s: %v", name, err)
-				}
-			}
-			if t.Failed() {
-				t.Logf("%s: serve log, last lines:\n%s", name, LastLines(srv.Log(), 40))
-			}
-		})
+	c.opts, c.bin = o, bin
+	for range o.Nodes {
+		c.AddNode(t)
 	}
 	t.Logf("cluster: %d nodes on bus %s started in %v", len(c.Nodes), o.Bus, time.Since(start).Round(time.Millisecond))
 	return c
+}
+
+// AddNode starts one more node (node-a, node-b, … in order) with the
+// cluster's options and its current MetaDB, UserDB and BusURL, and
+// returns it. Nodes start one after the other, so the first one runs the
+// schema migrations. It stops at t.Cleanup.
+func (c *Cluster) AddNode(t testing.TB) *Node {
+	t.Helper()
+	o := c.opts
+	name := "node-" + string(rune('a'+len(c.Nodes)))
+	dir := t.TempDir()
+	n := &Node{Name: name, ConfigPath: filepath.Join(dir, "bucketmail.toml")}
+	var cfg strings.Builder
+	if o.LogLevel != "" {
+		fmt.Fprintf(&cfg, "[log]\nlevel = %q\n", o.LogLevel)
+	}
+	fmt.Fprintf(&cfg, "[cluster]\n")
+	if o.PollInterval > 0 {
+		fmt.Fprintf(&cfg, "poll_interval = %q\n", o.PollInterval.String())
+	}
+	if o.ConsistencyWindow > 0 {
+		fmt.Fprintf(&cfg, "consistency_window = %q\n", o.ConsistencyWindow.String())
+	}
+	if o.AuthCacheTTL > 0 || o.AuthThrottleMaxDelay != 0 {
+		fmt.Fprintf(&cfg, "[auth]\n")
+	}
+	if o.AuthCacheTTL > 0 {
+		fmt.Fprintf(&cfg, "cache_max_entries = 1000\ncache_ttl = %q\ncache_negative_ttl = %q\n",
+			o.AuthCacheTTL.String(), o.AuthCacheTTL.String())
+	}
+	if o.AuthThrottleMaxDelay != 0 {
+		fmt.Fprintf(&cfg, "throttle_max_delay = %q\n", o.AuthThrottleMaxDelay.String())
+	}
+	if o.Metrics {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.MetricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		fmt.Fprintf(&cfg, "[metrics]\nlisten = %q\n", n.MetricsAddr)
+	}
+	if err := os.WriteFile(n.ConfigPath, []byte(cfg.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--config", n.ConfigPath, "--metadb", c.MetaDB, "--userdb", c.UserDB,
+		"--bus", c.BusURL, "--node-name", name,
+		"--s3-endpoint", c.S3.Endpoint, "--s3-bucket", c.S3.Bucket, "--s3-region", c.S3.Region, "--s3-path-style"}
+	srv, err := e2e.LaunchArgs(c.bin, dir, args...)
+	if err != nil {
+		t.Fatalf("cluster: start %s: %v", name, err)
+	}
+	n.Server = srv
+	c.Nodes = append(c.Nodes, n)
+	t.Cleanup(func() {
+		if srv.Running() {
+			if err := srv.Shutdown(); err != nil {
+				t.Errorf("cluster: %s: %v", name, err)
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s: serve log, last lines:\n%s", name, LastLines(srv.Log(), 40))
+		}
+	})
+	return n
 }
 
 // AddUser adds a user through the first node (`bucketmail user add
