@@ -164,7 +164,8 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 		s.log.Warn("mailstore: UID reservation overtaken by another writer; object metadata uid is stale",
 			"account", a.name, "mailbox", name, "reserved", uid, "uid", res.UID, "key", key)
 	}
-	s.hub.publish(Change{Account: a.name, Kind: ChangeNewMail, MailboxGUID: mb.GUID, ModSeq: res.ModSeq})
+	s.hub.publish(Change{Account: a.name, Kind: ChangeNewMail, MailboxGUID: mb.GUID, ModSeq: res.ModSeq,
+		SelfDescribed: res.UID == uid})
 	return res, nil
 }
 

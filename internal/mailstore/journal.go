@@ -25,7 +25,11 @@ import (
 // mailbox and every subscription change. An account is flushed when it is
 // dirty (any hub publish marks it): at once after COPY, MOVE, EXPUNGE and
 // mailbox operations (journalNow), otherwise on the next tick of
-// JournalInterval. After SnapshotAfter records a flush writes a snapshot
+// JournalInterval. A delivered or appended message whose object metadata
+// already says all a rebuild needs (Change.SelfDescribed) does not mark
+// it: a rebuild places such a message from its object, so delivery costs
+// exactly one PUT; the message reaches the journal with the account's
+// next flush, the sweep (every journalSweepTicks intervals) or Close. After SnapshotAfter records a flush writes a snapshot
 // instead and deletes the journal objects it covers.
 //
 // Several servers (shared PostgreSQL) or processes (one SQLite file):
@@ -157,7 +161,15 @@ func (s *Store) runJournal(ctx context.Context) error {
 		j.dirty[n] = true
 	}
 	s.jrn = j
-	s.hub.onPublish = func(ch Change) { s.markDirty(ch.Account) }
+	s.hub.onPublish = func(ch Change) {
+		if ch.Kind == ChangeNewMail && ch.SelfDescribed {
+			// The object says all a rebuild needs: no journal PUT of
+			// its own (one PUT per delivered message). The next flush
+			// of the account, or the sweep, records it.
+			return
+		}
+		s.markDirty(ch.Account)
+	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	j.stop = cancel
 	go s.journalLoop(lctx)
@@ -267,6 +279,7 @@ func (s *Store) closeJournal() {
 	<-s.jrn.done
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	s.sweepJournal(ctx)
 	s.flushDirty(ctx)
 	s.hub.onPublish = nil
 	s.jrn = nil
@@ -276,6 +289,7 @@ func (s *Store) closeJournal() {
 // before a planned stop does it through Close).
 func (s *Store) FlushJournal(ctx context.Context) {
 	if s.jrn != nil {
+		s.sweepJournal(ctx)
 		s.flushDirty(ctx)
 	}
 }

@@ -30,6 +30,11 @@ type Change struct {
 	// ModSeq is the mailbox's HIGHESTMODSEQ after the change, when known
 	// (0 otherwise).
 	ModSeq uint64
+	// SelfDescribed: a new message (ChangeNewMail from Append) whose
+	// object metadata already holds everything a rebuild needs — its
+	// mailbox GUID, UIDVALIDITY, final UID, flags and INTERNALDATE — so
+	// the journal need not hurry to record it (journal.go).
+	SelfDescribed bool
 	// Gone lists the blob keys whose last reference the change dropped
 	// (ChangeExpunge): the objects are being deleted, so read caches
 	// must drop them. Not sent on the bus; other servers find them with
