@@ -99,10 +99,10 @@ func TestClusterBusRestart(t *testing.T) {
 		t.Helper()
 		exists++
 		id := fmt.Sprintf("bus-%s-%d", phase, exists)
+		t0 := time.Now() // latencies count from the start of the LMTP transaction
 		if err := lc.Deliver1(sender, acct, clMessage(id, 1500)); err != nil {
 			t.Fatalf("A: LMTP (%s): %v", phase, err)
 		}
-		t0 := time.Now()
 		var lat []time.Duration
 		for _, w := range idlers {
 			ev, ok := w.Wait(wait, func(e cluster.Event) bool { return e.Kind == "EXISTS" && e.Num == uint32(exists) })
