@@ -20,6 +20,12 @@
 // stops in e2e.Main's AtExit; every cluster gets a fresh database.
 // nats-server and versitygw are per cluster and stop at t.Cleanup.
 // Missing programs skip the test, or fail it when CI=true.
+//
+// Also: AddNode starts one more node (e.g. on a new, empty metadata
+// database after setting Cluster.MetaDB: a rebuild from the bucket);
+// Spy records the events on the cluster's bus; Watcher (imap.go) is a
+// go-imap v2 client that records EXISTS, EXPUNGE and FETCH responses with
+// their arrival times, for latency measurements.
 package cluster
 
 import (
