@@ -200,3 +200,75 @@ func TestClusterBusRestart(t *testing.T) {
 		w.Done(t)
 	}
 }
+
+// TestClusterStartBusDown: a server started while nats-server is down
+// starts, warns, serves, and sees another server's deliveries by polling
+// (within the poll interval, 2 s here, plus a margin); when nats-server
+// comes up it connects (logged) and deliveries reach its IDLE session
+// within 1 s.
+func TestClusterStartBusDown(t *testing.T) {
+	const poll = 2 * time.Second
+	c := cluster.Start(t, cluster.Options{Nodes: 1, PollInterval: poll})
+	clRequireShared(t, c)
+	const acct, pw = "startdown@example.org", "cluster-startdown-1"
+	c.AddUser(t, acct, pw)
+	A := c.Nodes[0]
+	c.NATS.Stop()
+	start := time.Now()
+	B := c.AddNode(t)
+	t.Logf("%s started with the bus down in %v", B.Name, time.Since(start).Round(time.Millisecond))
+	w := cluster.Login(t, B.Name, B.IMAPAddr, acct, pw)
+	if _, err := w.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("%s: SELECT: %v", B.Name, err)
+	}
+	w.Idle(t)
+	lc, err := e2e.DialLMTP(A.LMTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	deliver := func(i int, wait time.Duration) time.Duration {
+		t.Helper()
+		t0 := time.Now()
+		if err := lc.Deliver1(sender, acct, clMessage(fmt.Sprintf("startdown-%d", i), 1200)); err != nil {
+			t.Fatalf("A: LMTP: %v", err)
+		}
+		ev, ok := w.Wait(wait, func(e cluster.Event) bool { return e.Kind == "EXISTS" && e.Num == uint32(i) })
+		if !ok {
+			t.Fatalf("%s: no * %d EXISTS within %v (events: %v)", B.Name, i, wait, w.Pending())
+		}
+		return ev.At.Sub(t0)
+	}
+	if line, _, ok := clWaitLog(B, clBusDownLog, 0, clWait); !ok {
+		t.Errorf("%s: no warning about the bus being down (want a line matching %s)", B.Name, clBusDownLog)
+	} else {
+		t.Logf("%s: %s", B.Name, line)
+	}
+	d := deliver(1, poll+clWait)
+	t.Logf("bus down since %s's start: EXISTS after %v (poll interval %v)", B.Name, d.Round(100*time.Microsecond), poll)
+	if d > poll+2*time.Second {
+		t.Errorf("%s saw EXISTS after %v, want within the poll interval %v (+2 s)", B.Name, d, poll)
+	}
+	from := make([]int, len(c.Nodes))
+	for i, n := range c.Nodes {
+		from[i] = len(n.Log())
+	}
+	if err := c.NATS.Restart(); err != nil {
+		t.Fatalf("restart nats-server: %v", err)
+	}
+	for i, n := range c.Nodes {
+		line, _, ok := clWaitLog(n, clBusUpLog, from[i], clWait)
+		if !ok {
+			t.Fatalf("%s: no log line about the bus being up within %v of starting nats-server", n.Name, clWait)
+		}
+		t.Logf("%s: %s", n.Name, line)
+	}
+	for i := 2; i <= 4; i++ {
+		d := deliver(i, clWait)
+		t.Logf("bus up: EXISTS on %s after %v", B.Name, d.Round(100*time.Microsecond))
+		if d > clBusLatency {
+			t.Errorf("bus up: EXISTS after %v, want within %v", d, clBusLatency)
+		}
+	}
+	w.Done(t)
+}
