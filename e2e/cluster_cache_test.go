@@ -1,22 +1,26 @@
 package e2e
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-smtp"
 
 	"github.com/bucketmail/bucketmail/internal/testutil/cluster"
 	"github.com/bucketmail/bucketmail/internal/testutil/e2e"
 )
 
 // TestClusterCacheEviction (issue 6 §5, caches across servers): server
-// B reads two messages (its read cache in front of the bucket keeps
+// B reads three messages (its read cache in front of the bucket keeps
 // them); server A expunges one, and B drops exactly that object from its
 // cache (bucketmail_cache_remote_evictions_total goes 0 → 1); `bucketmail
-// user del` through A deletes the account, and B drops the other object
-// (→ 2) and its cached login: the password that B had cached fails at
-// once, although the auth cache TTL is an hour.
+// user del` through A deletes the account, and B drops the other objects
+// (→ 3) and its cached login and lookup: the password that B had cached
+// fails at once, although the auth cache TTL is an hour, and B's LMTP
+// refuses the address (550) instead of creating the account again.
 func TestClusterCacheEviction(t *testing.T) {
 	const window = 2 * time.Second
 	c := cluster.Start(t, cluster.Options{Nodes: 2, Metrics: true, AuthCacheTTL: time.Hour, ConsistencyWindow: window, AuthThrottleMaxDelay: -time.Second})
@@ -34,6 +38,12 @@ func TestClusterCacheEviction(t *testing.T) {
 		}
 	}
 	lc.Close()
+	// B's LMTP looks the address up too (its auth cache keeps the lookup).
+	lb, err := e2e.DialLMTP(B.LMTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
 
 	metric := func(want float64) float64 {
 		t.Helper()
@@ -50,13 +60,17 @@ func TestClusterCacheEviction(t *testing.T) {
 		t.Fatalf("B: bucketmail_cache_remote_evictions_total %v before any expunge, want 0", got)
 	}
 
-	// B reads both bodies (through its cache), after the window of user
-	// add so that its login is cached too.
+	// After the window of user add, B delivers one more message and reads
+	// all three bodies (through its cache): its lookup and login are
+	// cached too.
 	time.Sleep(window + 500*time.Millisecond)
+	if err := lb.Deliver1(sender, acct, clMessage("evict-3", 1000)); err != nil {
+		t.Fatalf("B: LMTP evict-3: %v", err)
+	}
 	b := cluster.Login(t, B.Name, B.IMAPAddr, acct, pw)
 	vb := clFetchAll(t, B.Name, b.Client, "INBOX", true)
-	if len(vb) != 2 || clID(vb[0].Body) != "evict-1" || clID(vb[1].Body) != "evict-2" {
-		t.Fatalf("B: INBOX has %d messages, want evict-1 and evict-2", len(vb))
+	if len(vb) != 3 || clID(vb[0].Body) != "evict-1" || clID(vb[1].Body) != "evict-2" || clID(vb[2].Body) != "evict-3" {
+		t.Fatalf("B: INBOX has %d messages, want evict-1, evict-2, evict-3", len(vb))
 	}
 	b.Logout().Wait()
 	if err := clTryLogin(t, B.IMAPAddr, acct, pw); err != nil {
@@ -85,13 +99,22 @@ func TestClusterCacheEviction(t *testing.T) {
 	// user del through A: B drops the rest and the cached login.
 	A.Run(t, "", "user", "del", acct)
 	t0 = time.Now()
-	if got := metric(2); got != 2 {
-		t.Errorf("B: bucketmail_cache_remote_evictions_total %v after user del, want 2", got)
+	if got := metric(3); got != 3 {
+		t.Errorf("B: bucketmail_cache_remote_evictions_total %v after user del, want 3", got)
 	} else {
 		t.Logf("B: the deleted account's last cached object dropped within %v", time.Since(t0).Round(time.Millisecond))
 	}
 	if err := clTryLogin(t, B.IMAPAddr, acct, pw); !clIsNo(err) {
 		t.Errorf("B: LOGIN of the deleted user: %v, want NO", err)
+	}
+	// Nor may B deliver to it (which would create the account again).
+	err = lb.Deliver1(sender, acct, clMessage("evict-4", 1000))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || !strings.HasPrefix(err.Error(), "RCPT TO:") {
+		t.Errorf("B: LMTP to the deleted user: %v, want RCPT refused with 550", err)
+	}
+	if n := c.Psql(t, `SELECT count(*) FROM accounts`); n != "0" {
+		t.Errorf("metadata: %s account rows after user del and a delivery attempt, want 0", n)
 	}
 	time.Sleep(window + 500*time.Millisecond)
 	if err := clTryLogin(t, B.IMAPAddr, acct, pw); !clIsNo(err) {
