@@ -111,7 +111,10 @@ CREATE TABLE journal_blobs (
 type journaler struct {
 	mu    sync.Mutex
 	dirty map[string]bool
-	kick  chan struct{}
+	// urgent: accounts to flush within journalSoonDelay (journalSoon);
+	// each is also in dirty.
+	urgent map[string]bool
+	kick   chan struct{} // wakes the loop for urgent accounts
 	flush sync.Mutex // one flush at a time
 	stop  context.CancelFunc
 	done  chan struct{}
@@ -152,7 +155,7 @@ func (s *Store) StartJournal(ctx context.Context, interval time.Duration) error 
 }
 
 func (s *Store) runJournal(ctx context.Context) error {
-	j := &journaler{dirty: map[string]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	j := &journaler{dirty: map[string]bool{}, urgent: map[string]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	names, err := queryStrings(ctx, s.db, `SELECT name FROM accounts`)
 	if err != nil {
 		return err
@@ -190,6 +193,11 @@ func (s *Store) markDirty(account string) {
 // holds yet (sweepJournal).
 const journalSweepTicks = 30
 
+// journalSoonDelay is how long the loop waits after a journalSoon
+// before flushing, so that the changes of a burst of commands share
+// one journal object per account.
+const journalSoonDelay = 20 * time.Millisecond
+
 func (s *Store) journalLoop(ctx context.Context) {
 	defer close(s.jrn.done)
 	t := time.NewTicker(s.opts.JournalInterval)
@@ -198,6 +206,15 @@ func (s *Store) journalLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.jrn.kick:
+			tick--
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(journalSoonDelay):
+			}
+			s.flushUrgent(ctx)
+			continue
 		case <-t.C:
 		}
 		if tick%journalSweepTicks == 0 {
@@ -266,6 +283,51 @@ func (s *Store) flushDirty(ctx context.Context) {
 			s.markDirty(n)
 			s.log.Warn("mailstore: journal flush failed; retried next interval", "account", n, "err", err)
 		}
+	}
+}
+
+// flushUrgent flushes the accounts journalSoon asked for, unless the
+// bucket failed in the last seconds (they stay dirty for the loop).
+func (s *Store) flushUrgent(ctx context.Context) {
+	j := s.jrn
+	if time.Now().UnixNano() < j.down.Load() {
+		return
+	}
+	j.mu.Lock()
+	names := make([]string, 0, len(j.urgent))
+	for n := range j.urgent {
+		names = append(names, n)
+		delete(j.dirty, n)
+	}
+	clear(j.urgent)
+	j.mu.Unlock()
+	sort.Strings(names)
+	for _, n := range names {
+		if err := s.flushAccount(ctx, n, false); err != nil && !errors.Is(err, ErrNoAccount) {
+			s.markDirty(n)
+			if blob.IsTemporary(err) || ctx.Err() != nil {
+				j.down.Store(time.Now().Add(5 * time.Second).UnixNano())
+			}
+			s.log.Warn("mailstore: journal write failed; retried next interval", "account", n, "err", err)
+		}
+	}
+}
+
+// journalSoon has account's journal written within journalSoonDelay (plus
+// the flush itself), without waiting for it: after COPY, MOVE and
+// EXPUNGE, whose answer does not wait for the bucket.
+func (s *Store) journalSoon(account string) {
+	j := s.jrn
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	j.dirty[account] = true
+	j.urgent[account] = true
+	j.mu.Unlock()
+	select {
+	case j.kick <- struct{}{}:
+	default: // a kick is pending
 	}
 }
 

@@ -326,7 +326,7 @@ func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) (
 	a.s.deleteBlobs(ctx, gone)
 	if len(removed) > 0 {
 		a.s.hub.publish(Change{Account: a.name, Kind: ChangeExpunge, MailboxGUID: guid, ModSeq: modseq, Gone: gone})
-		a.s.journalNow(ctx, a.name)
+		a.s.journalSoon(a.name)
 	}
 	return removed, nil
 }
@@ -459,7 +459,7 @@ func (a *Account) copyMsgs(ctx context.Context, mailboxID int64, uids []uint32, 
 			a.s.hub.publish(Change{Account: a.name, Kind: ChangeExpunge, MailboxGUID: srcGUID, ModSeq: srcMod})
 		}
 		a.s.hub.publish(Change{Account: a.name, Kind: ChangeNewMail, MailboxGUID: dst.GUID, ModSeq: dstMod})
-		a.s.journalNow(ctx, a.name)
+		a.s.journalSoon(a.name)
 	}
 	return res, nil
 }

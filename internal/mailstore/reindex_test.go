@@ -289,11 +289,13 @@ func TestJournalLostFlush(t *testing.T) {
 		e.deliver(a, "INBOX", testMsg(i), msgDate(i), "$Seen1")
 	}
 	inbox := func() Mailbox { mb, _ := a.Mailbox(ctx, "INBOX"); return mb }
-	// Written at once: the expunge (and with it everything before).
+	// Written within journalSoonDelay: the expunge (and with it
+	// everything before).
 	a.StoreFlags(ctx, inbox().ID, []uint32{2}, Add, []string{FlagDeleted}, 0)
 	if _, err := a.Expunge(ctx, inbox().ID, nil); err != nil {
 		t.Fatal(err)
 	}
+	waitJournalObjects(t, fsStore, "bob@example.org", 1)
 	// Lost: a flag change and two deliveries.
 	a.StoreFlags(ctx, inbox().ID, []uint32{1}, Add, []string{FlagAnswered}, 0)
 	e.deliver(a, "INBOX", testMsg(5), msgDate(5), FlagSeen)
@@ -604,4 +606,28 @@ func (e *jenv) statesOf(a *Account, id int64) []MessageState {
 		e.t.Fatal(err)
 	}
 	return st
+}
+
+// waitJournalObjects waits up to 5 s until account has n journal
+// objects in the bucket.
+func waitJournalObjects(t *testing.T, store blob.Store, account string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	var got int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		got = 0
+		err := store.List(ctx, journal.AccountPrefix(account), func(at blob.Attrs) error {
+			if strings.Contains(at.Key, "/journal/") {
+				got++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == n {
+			return
+		}
+	}
+	t.Fatalf("%s: %d journal objects after 5 s, want %d", account, got, n)
 }
