@@ -79,12 +79,14 @@ func (x *clCorpusIndex) find(body []byte) (key [32]byte, prefix int, ok bool) {
 
 // TestClusterConcurrentDeliveries delivers the corpus (real and edge; a
 // sample under -short) through three servers at once, two LMTP
-// connections each, every message to the INBOXes of three accounts
-// (two for the whole corpus) in one transaction. Then, for every account: every message is present
-// exactly once (BODY[] through one server is the trace fields and the
-// bytes sent, counted per distinct content), UIDs are unique and
-// strictly increasing, and all three servers show the same mailbox
-// (UIDs, sizes, flags, BODY[HEADER] digests). In the metadata database HIGHESTMODSEQ is at least every
+// connections each, every message to the INBOXes of three accounts (two
+// for the whole corpus) in one transaction. Then, for every account:
+// every message is present exactly once (BODY[] through one server is
+// the trace fields and the bytes sent, counted per distinct content),
+// UIDs are unique and strictly increasing, and all three servers show
+// the same mailbox (UIDs, sizes, flags, BODY[HEADER] digests); a session
+// per account and server that was IDLE all along ends at the final
+// EXISTS count. In the metadata database HIGHESTMODSEQ is at least every
 // message's MODSEQ and UIDNEXT above every UID.
 func TestClusterConcurrentDeliveries(t *testing.T) {
 	all := corpusMessages(t)
@@ -110,6 +112,21 @@ func TestClusterConcurrentDeliveries(t *testing.T) {
 	}
 
 	t.Logf("corpus: %d messages; cluster and users ready after %v", len(msgs), time.Since(t0).Round(time.Millisecond))
+	// One session per account and server waits in IDLE through the whole
+	// burst: it must end at the final EXISTS count (events that a bus
+	// queue dropped must have led to a resync, not to a missed update).
+	var idlers []*cluster.Watcher
+	for _, a := range accts {
+		for _, n := range c.Nodes {
+			w := cluster.Login(t, n.Name+"/"+a, n.IMAPAddr, a, pw)
+			if _, err := w.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatalf("%s: SELECT: %v", w.Name, err)
+			}
+			w.Idle(t)
+			idlers = append(idlers, w)
+		}
+	}
+
 	const perNode = 2
 	workers := len(c.Nodes) * perNode
 	var (
@@ -177,6 +194,18 @@ func TestClusterConcurrentDeliveries(t *testing.T) {
 			nwant++
 		}
 	}
+	for _, w := range idlers {
+		if _, ok := w.Wait(clWait, func(e cluster.Event) bool { return e.Kind == "EXISTS" && int(e.Num) == nwant }); !ok {
+			var last []cluster.Event
+			if p := w.Pending(); len(p) > 0 {
+				last = p[max(0, len(p)-3):]
+			}
+			t.Errorf("%s: IDLE session never saw * %d EXISTS (last events %v)", w.Name, nwant, last)
+		}
+		w.Done(t)
+		w.Close()
+	}
+
 	clients := make([]*cluster.Watcher, len(c.Nodes))
 	fetchStart := time.Now()
 	for k, acct := range accts {
