@@ -11,6 +11,7 @@ import (
 	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/config"
 	"github.com/bucketmail/bucketmail/internal/mailstore"
+	"github.com/bucketmail/bucketmail/internal/userdb"
 )
 
 // defaultGrace keeps objects younger than this out of the orphan list: a
@@ -28,6 +29,12 @@ var errFsckProblems = errors.New("fsck: problems remain")
 //	deleted orphan KEY                 with --repair, after deleting it
 //	missing ACCOUNT KEY SIZE MESSAGES  an index entry whose object is gone (reported, never repaired:
 //	                                   FETCH answers NO for those messages; restore the object or expunge them)
+//	unindexed ACCOUNT OBJECTS          the bucket holds mail of an account the index does not know but
+//	                                   the user database does (a lost index: run reindex; never repaired)
+//
+// Objects of an account that neither the index nor the user database
+// knows (a user deleted while its mail could not all be deleted) are
+// orphans like any other.
 //
 // An orphan is judged by the index alone: after the index was lost or
 // restored from an old copy, run reindex first, or --repair deletes mail
@@ -68,6 +75,34 @@ func cmdFsck(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	indexed := make(map[string]bool, len(accounts))
+	for _, a := range accounts {
+		indexed[a] = true
+	}
+	inBucket, err := mailstore.BucketAccounts(ctx, e.blobs)
+	if err != nil {
+		return err
+	}
+	var unindexed int
+	for _, acct := range inBucket {
+		if indexed[acct] {
+			continue
+		}
+		_, err := e.users.Lookup(ctx, acct)
+		if err == nil {
+			var n int
+			if err := e.store.Orphans(ctx, acct, 0, func(blob.Attrs) error { n++; return nil }); err != nil {
+				return err
+			}
+			unindexed++
+			fmt.Fprintf(stdout, "unindexed %s %d\n", acct, n)
+			continue
+		}
+		if !errors.Is(err, userdb.ErrNotFound) {
+			return fmt.Errorf("fsck: account %s: %w", acct, err)
+		}
+		accounts = append(accounts, acct) // a deleted user's leftovers: orphans
+	}
 	for _, acct := range accounts {
 		var keys []blob.Attrs
 		err := e.store.Orphans(ctx, acct, *grace, func(a blob.Attrs) error {
@@ -98,9 +133,9 @@ func cmdFsck(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "fsck: %d accounts, %d objects referenced by the index checked; %d missing; %d orphans older than %s (%d deleted)\n",
-		len(accounts), checked, missing, orphans, *grace, deleted)
-	if missing > 0 || orphans > deleted {
+	fmt.Fprintf(stdout, "fsck: %d accounts, %d objects referenced by the index checked; %d missing; %d orphans older than %s (%d deleted); %d accounts not in the index\n",
+		len(accounts), checked, missing, orphans, *grace, deleted, unindexed)
+	if missing > 0 || orphans > deleted || unindexed > 0 {
 		return errFsckProblems
 	}
 	return nil

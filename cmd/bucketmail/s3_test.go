@@ -23,6 +23,7 @@ import (
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/blob/s3"
+	"github.com/bucketmail/bucketmail/internal/journal"
 	"github.com/bucketmail/bucketmail/internal/testutil/s3gw"
 )
 
@@ -405,7 +406,7 @@ func TestFsckS3(t *testing.T) {
 		}
 		return out, code
 	}
-	if out, code := fsck(); code != 0 || !strings.HasSuffix(out, "fsck: 1 accounts, 3 objects referenced by the index checked; 0 missing; 0 orphans older than 24h0m0s (0 deleted)\n") {
+	if out, code := fsck(); code != 0 || !strings.HasSuffix(out, "fsck: 1 accounts, 3 objects referenced by the index checked; 0 missing; 0 orphans older than 24h0m0s (0 deleted); 0 accounts not in the index\n") {
 		t.Fatalf("fsck on a sound store: exit %d, %q", code, out)
 	}
 
@@ -431,6 +432,12 @@ func TestFsckS3(t *testing.T) {
 	if err := st.Put(ctx, orphan, strings.NewReader("orphan"), 6, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Mail of an account neither the index nor the user database knows
+	// (a user deleted while its mail could not all be deleted): orphans.
+	ghost := journal.AccountPrefix("ghost@example.org") + "msg/01JDZ8Q2V3N6K4W5X7Y8Z9A0BD"
+	if err := st.Put(ctx, ghost, strings.NewReader("ghost"), 5, nil); err != nil {
+		t.Fatal(err)
+	}
 	missingLine := fmt.Sprintf("missing alice@example.org %s %d 1\n", lost.Key, lost.Size)
 
 	// Within the grace period the orphan is not reported.
@@ -439,12 +446,14 @@ func TestFsckS3(t *testing.T) {
 		t.Errorf("fsck: exit %d, %q; want 1, the missing object, no orphan", code, out)
 	}
 	out, code = fsck("--grace", "0s")
-	if code != 1 || !strings.Contains(out, missingLine) || !strings.Contains(out, "orphan "+orphan+" 6 ") || strings.Contains(out, "deleted orphan") {
+	if code != 1 || !strings.Contains(out, missingLine) || !strings.Contains(out, "orphan "+orphan+" 6 ") ||
+		!strings.Contains(out, "orphan "+ghost+" 5 ") || strings.Contains(out, "deleted orphan") {
 		t.Errorf("fsck --grace 0s: exit %d, %q; want 1, both problems", code, out)
 	}
 	out, code = fsck("--repair", "--grace", "0s")
 	if code != 1 || !strings.Contains(out, missingLine) || !strings.Contains(out, "deleted orphan "+orphan+"\n") ||
-		!strings.HasSuffix(out, "; 1 missing; 1 orphans older than 0s (1 deleted)\n") {
+		!strings.Contains(out, "deleted orphan "+ghost+"\n") ||
+		!strings.HasSuffix(out, "fsck: 2 accounts, 3 objects referenced by the index checked; 1 missing; 2 orphans older than 0s (2 deleted); 0 accounts not in the index\n") {
 		t.Errorf("fsck --repair: exit %d, %q; want 1, orphan deleted, missing reported", code, out)
 	}
 	if _, err := st.Stat(ctx, orphan); !errors.Is(err, blob.ErrNotFound) {
