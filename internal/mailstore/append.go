@@ -161,7 +161,10 @@ func (a *Account) appendMsg(ctx context.Context, mailbox string, in *Incoming, f
 		return fail(err)
 	}
 	if res.UID != uid {
-		s.log.Warn("mailstore: UID reservation overtaken by another writer; object metadata uid is stale",
+		// Normal with several servers delivering to one mailbox (a UID
+		// is wasted, which IMAP allows); the journal records the real
+		// UID (the change is not SelfDescribed).
+		s.log.Debug("mailstore: UID reservation overtaken by another writer; object metadata uid is stale",
 			"account", a.name, "mailbox", name, "reserved", uid, "uid", res.UID, "key", key)
 	}
 	s.hub.publish(Change{Account: a.name, Kind: ChangeNewMail, MailboxGUID: mb.GUID, ModSeq: res.ModSeq,
