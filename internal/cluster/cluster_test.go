@@ -573,7 +573,10 @@ func TestConsistencyWindow(t *testing.T) {
 		users      authcache.Backend
 		manager    userdb.Manager
 		consistent func(context.Context) context.Context
-		tr         transport
+		// reads, if set, counts the backend's own reads: consistent and
+		// eventually consistent (DynamoDB GetItem).
+		reads func() (consistent, eventual int64)
+		tr    transport
 	}
 	backends := []func(t *testing.T) backend{
 		func(t *testing.T) backend {
@@ -586,7 +589,8 @@ func TestConsistencyWindow(t *testing.T) {
 			if err := d.CreateTable(t.Context()); err != nil {
 				t.Fatal(err)
 			}
-			return backend{"dynamodb", d, d, dynamodb.WithConsistentRead, natsTransport(t)}
+			reads := func() (int64, int64) { st := d.Stats(); return st.ConsistentReads, st.EventualReads }
+			return backend{"dynamodb", d, d, dynamodb.WithConsistentRead, reads, natsTransport(t)}
 		},
 		func(t *testing.T) backend {
 			tr := pgTransport(t)
@@ -596,7 +600,7 @@ func TestConsistencyWindow(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { d.Close() })
-			return backend{"postgres", d, d, nil, tr}
+			return backend{"postgres", d, d, nil, nil, tr}
 		},
 	}
 	for _, mk := range backends {
@@ -668,8 +672,15 @@ func TestConsistencyWindow(t *testing.T) {
 				t.Fatalf("B: new password after the change: %v", err)
 			}
 
+			backendReads := func() (int64, int64) {
+				if be.reads == nil {
+					return 0, 0
+				}
+				return be.reads()
+			}
 			// Inside the window: every read goes to the backend, consistently.
 			st0, br0 := auth.Stats(), bypassReads.Load()
+			c0, e0 := backendReads()
 			for range 2 {
 				if err := login(newPW); err != nil {
 					t.Fatal(err)
@@ -683,6 +694,10 @@ func TestConsistencyWindow(t *testing.T) {
 				t.Fatalf("inside the window: hits %d→%d, misses %d→%d, consistent reads %d→%d; want 4 uncached consistent reads",
 					st0.Hits, st1.Hits, st0.Misses, st1.Misses, br0, br1)
 			}
+			c1, e1 := backendReads()
+			if be.reads != nil && (c1 != c0+4 || e1 != e0) {
+				t.Fatalf("inside the window: backend ConsistentRead reads %d→%d, eventual %d→%d; want 4 consistent, 0 eventual", c0, c1, e0, e1)
+			}
 
 			// After the window: cached again.
 			clk.Add(15*time.Second + time.Millisecond)
@@ -695,6 +710,9 @@ func TestConsistencyWindow(t *testing.T) {
 			if st2.Misses != st1.Misses+1 || st2.Hits != st1.Hits+1 || br2 != br1 {
 				t.Fatalf("after the window: misses %d→%d, hits %d→%d, consistent reads %d→%d; want 1 miss, 1 hit, no consistent read",
 					st1.Misses, st2.Misses, st1.Hits, st2.Hits, br1, br2)
+			}
+			if c2, e2 := backendReads(); be.reads != nil && (c2 != c1 || e2 != e1+1) {
+				t.Fatalf("after the window: backend ConsistentRead reads %d→%d, eventual %d→%d; want 0 consistent, 1 eventual (the miss)", c1, c2, e1, e2)
 			}
 
 			// An account deleted elsewhere: B's auth cache keeps nothing.
