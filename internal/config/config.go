@@ -113,6 +113,9 @@ const (
 	CachePolicyCount = "count"
 	// DelimiterNone as lmtp.recipient_delimiter turns delimiter handling off.
 	DelimiterNone = "none"
+	// MinLineLength is the smallest lmtp.max_line_length: RFC 5321
+	// §4.5.3.1.6 allows text lines of 1000 octets with the CRLF.
+	MinLineLength = 1000
 )
 
 // Config is the whole configuration.
@@ -139,11 +142,14 @@ type Config struct {
 
 	// MetaDB is the metadata database (--metadb): "sqlite" (default:
 	// data_dir/index.db) or a postgres://… / postgresql://… URL shared by
-	// every server of a cluster (DESIGN §1). The URL may hold a password:
-	// LogValue masks it.
+	// every server of a cluster (DESIGN §1); postgres needs s3.bucket
+	// (the mail must be shared too) and a shared user database. The URL
+	// may hold a password (user:password@ or ?password=): LogValue masks
+	// it.
 	MetaDB string `toml:"metadb"`
 	// Bus is the notification bus between servers (--bus): "local"
-	// (default, one server), nats://host:port or postgres://… (LISTEN/NOTIFY).
+	// (default, one server), nats://host:port or postgres://… (LISTEN/NOTIFY);
+	// the URLs must name a host.
 	Bus string `toml:"bus"`
 	// NodeName names this server in bus events and logs (--node-name).
 	// Default: Hostname.
@@ -208,16 +214,42 @@ func (c *Config) BusKind() string {
 	return ""
 }
 
-// redactURL masks the password of a URL-shaped setting.
+// redactURL masks the secrets of a URL-shaped setting: the password of
+// a user:password@ part and the value of every "password" query
+// parameter (libpq's ?password=…, any case), each replaced by "xxxxx".
+// Anything else is returned as given (no re-encoding), so the log shows
+// what was configured.
 func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
 		return s
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	hostEnd := strings.IndexAny(rest, "/?#")
+	if hostEnd < 0 {
+		hostEnd = len(rest)
 	}
-	return u.String()
+	if at := strings.LastIndexByte(rest[:hostEnd], '@'); at >= 0 {
+		if user, _, hasPw := strings.Cut(rest[:at], ":"); hasPw {
+			rest = user + ":xxxxx" + rest[at:]
+		}
+	}
+	q := strings.IndexByte(rest, '?')
+	if q < 0 {
+		return scheme + "://" + rest
+	}
+	query, frag, hasFrag := strings.Cut(rest[q+1:], "#")
+	params := strings.Split(query, "&")
+	for i, p := range params {
+		key, _, _ := strings.Cut(p, "=")
+		if k, err := url.QueryUnescape(key); err == nil && strings.EqualFold(k, "password") {
+			params[i] = key + "=xxxxx"
+		}
+	}
+	out := scheme + "://" + rest[:q+1] + strings.Join(params, "&")
+	if hasFrag {
+		out += "#" + frag
+	}
+	return out
 }
 
 // UserDBSQLite is the default user database: the embedded one, in the
@@ -317,27 +349,9 @@ func (u UserDB) Kind() string {
 	return ""
 }
 
-// Redacted returns the URL with any password replaced by "xxxxx".
-func (u UserDB) Redacted() string {
-	s := u.URL
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
-	}
-	hostEnd := strings.IndexAny(rest, "/?")
-	if hostEnd < 0 {
-		hostEnd = len(rest)
-	}
-	at := strings.LastIndexByte(rest[:hostEnd], '@')
-	if at < 0 {
-		return s
-	}
-	user, _, hasPw := strings.Cut(rest[:at], ":")
-	if !hasPw {
-		return s
-	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
-}
+// Redacted returns the URL with any password (user:password@ or a
+// "password" query parameter) replaced by "xxxxx" (see redactURL).
+func (u UserDB) Redacted() string { return redactURL(u.URL) }
 
 // Journal configures the bucket journal (package internal/journal).
 type Journal struct {
@@ -388,8 +402,9 @@ type LMTP struct {
 	// "+"; "none" turns it off.
 	RecipientDelimiter string `toml:"recipient_delimiter"`
 	// MaxLineLength bounds a command or message line in bytes (go-smtp
-	// holds a command line whole in memory). Default 1 MiB (the lmtp
-	// package's default).
+	// holds a command line whole in memory). 0: 1 MiB (the lmtp
+	// package's default); else at least MinLineLength (1000, RFC 5321
+	// §4.5.3.1.6).
 	MaxLineLength int `toml:"max_line_length"`
 	// MaxConnections caps concurrent LMTP connections; more wait in the
 	// listen backlog. Default 128 (the lmtp package's default).
@@ -586,8 +601,8 @@ func (c *Config) Validate() error {
 	if c.LMTP.MaxMessageSize <= 0 {
 		bad("lmtp.max_message_size", "%d: must be a positive number of bytes", c.LMTP.MaxMessageSize)
 	}
-	if c.LMTP.MaxLineLength < 0 {
-		bad("lmtp.max_line_length", "%d: must be a positive number of bytes", c.LMTP.MaxLineLength)
+	if c.LMTP.MaxLineLength != 0 && c.LMTP.MaxLineLength < MinLineLength {
+		bad("lmtp.max_line_length", "%d: want 0 (the default) or at least %d bytes (RFC 5321 §4.5.3.1.6: text lines up to 1000 octets)", c.LMTP.MaxLineLength, MinLineLength)
 	}
 	if c.LMTP.MaxConnections < 0 {
 		bad("lmtp.max_connections", "%d: must be positive", c.LMTP.MaxConnections)
@@ -653,8 +668,16 @@ func (c *Config) Validate() error {
 	if c.MetaDBKind() == "postgres" && c.UserDB.Kind() == "sqlite" {
 		bad("userdb", "sqlite is one server's file; with metadb = postgres use a shared user database, e.g. userdb = postgres://… (the metadata database itself will do)")
 	}
-	if c.BusKind() == "" {
+	if c.MetaDBKind() == "postgres" && !c.S3Enabled() {
+		bad("s3.bucket", "required with metadb = postgres: the mail must be shared too (without a bucket it stays under this server's data_dir/blobs)")
+	}
+	switch c.BusKind() {
+	case "":
 		bad("bus", "%q: want local, nats://host:port or postgres://…", redactURL(c.Bus))
+	case "nats", "postgres":
+		if !urlHasHost(c.Bus) {
+			bad("bus", "%q: no host (want nats://host:port or postgres://user@host/db)", redactURL(c.Bus))
+		}
 	}
 	if c.NodeName == "" || strings.ContainsAny(c.NodeName, " \t\r\n") || len(c.NodeName) > 255 {
 		bad("node_name", "%q: want 1..255 characters without spaces", c.NodeName)
@@ -672,6 +695,20 @@ func (c *Config) Validate() error {
 		bad("auth.normalize", "%q: want %s or %s", c.Auth.Normalize, NormalizeNFC, NormalizeNone)
 	}
 	return errors.Join(errs...)
+}
+
+// urlHasHost reports whether a URL names a host: in its authority part,
+// or (PostgreSQL, libpq) in a host query parameter such as
+// ?host=/run/postgresql.
+func urlHasHost(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() != "" {
+		return true
+	}
+	return (u.Scheme == "postgres" || u.Scheme == "postgresql") && u.Query().Get("host") != ""
 }
 
 // SlogLevel returns the slog level named by Log.Level.

@@ -393,7 +393,7 @@ user_query = "SELECT quota FROM mailbox WHERE username = '%u'"
 func TestClusterFlags(t *testing.T) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f := RegisterFlags(fs, true)
-	if err := fs.Parse([]string{"--metadb", "postgres://bm:pw@127.0.0.1:5432/mail", "--bus=nats://127.0.0.1:4222",
+	if err := fs.Parse([]string{"--metadb", "postgres://bm:pw@127.0.0.1:5432/mail", "--bus=nats://127.0.0.1:4222", "--s3-bucket", "mail",
 		"--node-name", "mx2", "--userdb", "postgres://bm:pw@127.0.0.1:5432/mail"}); err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestClusterFlags(t *testing.T) {
 }
 
 func TestClusterNeedsSharedUserDB(t *testing.T) {
-	c := Config{MetaDB: "postgres://127.0.0.1/mail"}
+	c := Config{MetaDB: "postgres://127.0.0.1/mail", S3: s3.Config{Bucket: "mail"}}
 	c.ApplyDefaults()
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "userdb: sqlite is one server's file") {
@@ -420,5 +420,99 @@ func TestClusterNeedsSharedUserDB(t *testing.T) {
 	c.UserDB.URL = "postgres://127.0.0.1/mail"
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate with a postgres userdb = %v", err)
+	}
+}
+
+// TestClusterNeedsBucket (newcomer finding 4): a shared index with the
+// mail on one server's disk is refused; with a bucket it is accepted.
+func TestClusterNeedsBucket(t *testing.T) {
+	c := Config{MetaDB: "postgres://127.0.0.1/mail", UserDB: UserDB{URL: "postgres://127.0.0.1/mail"}}
+	c.ApplyDefaults()
+	err := c.Validate()
+	if err == nil || !errors.Is(err, ErrInvalid) || err.Error() != "config: invalid: s3.bucket: required with metadb = postgres: "+
+		"the mail must be shared too (without a bucket it stays under this server's data_dir/blobs)" {
+		t.Fatalf("Validate = %v, want only the s3.bucket error", err)
+	}
+	c.S3.Bucket = "mail"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate with a bucket = %v", err)
+	}
+}
+
+// TestBusNeedsHost (finding 12): nats:// and postgres:// bus URLs must
+// name a host (or, for PostgreSQL, a host query parameter).
+func TestBusNeedsHost(t *testing.T) {
+	for _, tc := range []struct {
+		bus  string
+		want string // "" = valid
+	}{
+		{"nats://", `bus: "nats://": no host`},
+		{"nats://:4222", `bus: "nats://:4222": no host`},
+		{"postgres:///mail", `bus: "postgres:///mail": no host`},
+		{"postgresql://bm:secret@/mail", `bus: "postgresql://bm:xxxxx@/mail": no host`},
+		{"nats://127.0.0.1:4222", ""},
+		{"postgres://bm@db.example.org/mail", ""},
+		{"postgres:///mail?host=/run/postgresql", ""},
+		{"local", ""},
+	} {
+		c := Config{Bus: tc.bus}
+		c.ApplyDefaults()
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("bus %q: Validate = %v, want nil", tc.bus, err)
+		case tc.want != "" && (err == nil || err.Error() != "config: invalid: "+tc.want+
+			" (want nats://host:port or postgres://user@host/db)"):
+			t.Errorf("bus %q: Validate = %v, want %q", tc.bus, err, tc.want)
+		}
+	}
+}
+
+// TestMaxLineLength (finding 13): 0 (default) or at least 1000 octets
+// (RFC 5321 §4.5.3.1.6).
+func TestMaxLineLength(t *testing.T) {
+	for _, tc := range []struct {
+		n  int
+		ok bool
+	}{{0, true}, {1000, true}, {1 << 20, true}, {999, false}, {10, false}, {-1, false}} {
+		c := Config{LMTP: LMTP{MaxLineLength: tc.n}}
+		c.ApplyDefaults()
+		err := c.Validate()
+		want := fmt.Sprintf("config: invalid: lmtp.max_line_length: %d: want 0 (the default) or at least 1000 bytes "+
+			"(RFC 5321 §4.5.3.1.6: text lines up to 1000 octets)", tc.n)
+		if tc.ok && err != nil || !tc.ok && (err == nil || err.Error() != want) {
+			t.Errorf("max_line_length %d: Validate = %v", tc.n, err)
+		}
+	}
+}
+
+// TestRedactURL (finding 10): user:password@ and password query
+// parameters are masked in metadb, bus and userdb; nothing else changes.
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://bm@127.0.0.1:25432/mail?password=QueryPW1":                  "postgres://bm@127.0.0.1:25432/mail?password=xxxxx",
+		"postgres://bm@h/mail?sslmode=disable&PassWord=Q%26W&connect_timeout=5": "postgres://bm@h/mail?sslmode=disable&PassWord=xxxxx&connect_timeout=5",
+		"postgres://bm:pw@h/mail?password=x#frag":                               "postgres://bm:xxxxx@h/mail?password=xxxxx#frag",
+		"postgres://bm:p@ss@h:5432/mail":                                        "postgres://bm:xxxxx@h:5432/mail",
+		"mysql://u:secret@tcp(h:3306)/db?parseTime=true":                        "mysql://u:xxxxx@tcp(h:3306)/db?parseTime=true",
+		"redis://:secret@h:6379/0":                                              "redis://:xxxxx@h:6379/0",
+		"nats://h:4222":                                                         "nats://h:4222",
+		"postgres://bm@h/mail?passwordx=1":                                      "postgres://bm@h/mail?passwordx=1",
+		"sqlite":                                                                "sqlite",
+		"passwd-file:/etc/dovecot/users":                                        "passwd-file:/etc/dovecot/users",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+		if got := (UserDB{URL: in}).Redacted(); got != want {
+			t.Errorf("UserDB{%q}.Redacted() = %q, want %q", in, got, want)
+		}
+	}
+	c := Config{MetaDB: "postgres://bm@127.0.0.1:25432/mail?password=QueryPW1", Bus: "postgres://bm@h/mail?password=QueryPW2",
+		UserDB: UserDB{URL: "postgres://bm@h/users?password=QueryPW3"}}
+	c.ApplyDefaults()
+	if got := c.LogValue().String(); strings.Contains(got, "QueryPW") ||
+		!strings.Contains(got, "metadb=postgres://bm@127.0.0.1:25432/mail?password=xxxxx") {
+		t.Errorf("LogValue = %s", got)
 	}
 }
