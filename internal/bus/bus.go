@@ -145,6 +145,16 @@ type Skipper interface {
 	Skip()
 }
 
+// Booter is implemented by buses that stamp their own events (local,
+// nats, pg): Boot returns the Boot of this run's events (random, nonzero,
+// constant for the bus's life). An event is this server's own only if
+// both its Origin and its Boot are this bus's: another server given the
+// same node name publishes under another Boot (issue: duplicate node
+// names).
+type Booter interface {
+	Boot() uint64
+}
+
 // Bus is a Publisher and Subscriber with a lifetime.
 type Bus interface {
 	Publisher

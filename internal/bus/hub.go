@@ -22,13 +22,23 @@ type Hub struct {
 	mu      sync.Mutex
 	closed  bool
 	subs    map[string]map[*Subscription]struct{} // by account; "" for all accounts
-	origins map[string]originState                // by Origin
+	origins map[originKey]originState             // by Origin and Boot
+	boots   map[string]int                        // Origin → its keys in origins
 	now     func() time.Time
 }
 
+// originKey is one run of one publisher. Two servers that were given
+// the same node name publish under different Boots: keeping their
+// sequences apart lets each be checked for gaps on its own instead of
+// every event of one looking like a restart of the other.
+type originKey struct {
+	origin string
+	boot   uint64
+}
+
 type originState struct {
-	boot, seq uint64
-	seen      time.Time // last event
+	seq  uint64
+	seen time.Time // last event
 }
 
 // Origins are forgotten when there are more than maxOrigins and they
@@ -45,7 +55,7 @@ func NewHub(log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{log: log, subs: map[string]map[*Subscription]struct{}{}, origins: map[string]originState{}, now: time.Now}
+	return &Hub{log: log, subs: map[string]map[*Subscription]struct{}{}, origins: map[originKey]originState{}, boots: map[string]int{}, now: time.Now}
 }
 
 // Subscribe adds a subscription; see Subscriber. Errors: ErrClosed.
@@ -68,10 +78,13 @@ func (h *Hub) Subscribe(account string, queue int) (*Subscription, error) {
 	return s, nil
 }
 
-// Deliver hands a received event to the matching subscriptions. An event
-// whose Seq jumps ahead of the last one seen from the same Origin and Boot
-// makes every subscription resync first (the lost event's account is
-// unknown); a repeated or older Seq is dropped. Seq 0 is not checked.
+// Deliver hands a received event to the matching subscriptions.
+// Sequences are kept per (Origin, Boot). An event whose Seq jumps ahead
+// of the last one seen from the same Origin and Boot makes every
+// subscription resync first (the lost event's account is unknown); a
+// repeated or older Seq is dropped. The first event of a new Boot of a
+// known Origin (a restart) must have Seq 1, else its first events were
+// missed: resync. Seq 0 is not checked.
 func (h *Hub) Deliver(ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -79,14 +92,15 @@ func (h *Hub) Deliver(ev Event) {
 		return
 	}
 	if ev.Seq != 0 {
-		st, seen := h.origins[ev.Origin]
+		k := originKey{ev.Origin, ev.Boot}
+		st, seen := h.origins[k]
 		switch {
-		case !seen:
+		case !seen && h.boots[ev.Origin] == 0:
 			// First event from this origin since we started: anything
 			// before is covered by the subscriber's initial store read.
-		case st.boot != ev.Boot:
+		case !seen:
 			if ev.Seq != 1 {
-				h.log.Warn("bus: gap: origin restarted, first events missed", "origin", ev.Origin, "seq", ev.Seq)
+				h.log.Warn("bus: gap: origin restarted (or another server uses its node name), first events missed", "origin", ev.Origin, "seq", ev.Seq)
 				h.resyncLocked()
 			}
 		case ev.Seq <= st.seq:
@@ -100,17 +114,28 @@ func (h *Hub) Deliver(ev Event) {
 		if !seen && len(h.origins) >= maxOrigins {
 			for o, st := range h.origins {
 				if now.Sub(st.seen) > originIdle {
-					delete(h.origins, o)
+					h.forgetLocked(o)
 				}
 			}
 		}
-		h.origins[ev.Origin] = originState{boot: ev.Boot, seq: ev.Seq, seen: now}
+		if !seen {
+			h.boots[ev.Origin]++
+		}
+		h.origins[k] = originState{seq: ev.Seq, seen: now}
 	}
 	for s := range h.subs[ev.Account] {
 		s.push(ev)
 	}
 	for s := range h.subs[""] {
 		s.push(ev)
+	}
+}
+
+// forgetLocked drops one origin run; h.mu held.
+func (h *Hub) forgetLocked(k originKey) {
+	delete(h.origins, k)
+	if h.boots[k.origin]--; h.boots[k.origin] <= 0 {
+		delete(h.boots, k.origin)
 	}
 }
 
@@ -285,6 +310,9 @@ func NewStamper(origin string) *Stamper {
 // Skip consumes one sequence number without an event (Skipper): the
 // next Stamp leaves a gap that receivers detect.
 func (st *Stamper) Skip() { st.seq++ }
+
+// Boot returns the Boot this Stamper puts on every event (bus.Booter).
+func (st *Stamper) Boot() uint64 { return st.boot }
 
 // Stamp fills ev's Origin, Boot and next Seq.
 func (st *Stamper) Stamp(ev Event) Event {

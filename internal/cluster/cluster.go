@@ -28,9 +28,19 @@
 //	                       refers to (store.MissingBlobs)
 //	deleted                Notify, every cached object of the account is
 //	                       dropped and the auth cache is emptied
-//	bus.ErrResync          store.NotifyAll(), and the read cache drops
-//	                       every cached message object the index no longer
+//	bus.ErrResync          store.NotifyAll(), the auth cache is emptied
+//	                       (FlushAll: account changes made while events
+//	                       were missed, such as a user added, deleted or
+//	                       given a new password while the bus was down,
+//	                       must not stay cached, negative answers
+//	                       included), and the read cache drops every
+//	                       cached message object the index no longer
 //	                       refers to
+//
+// An event is from "another origin" unless both its Origin is this
+// node's name and its Boot this bus run's (bus.Booter): two servers
+// given the same node name still see each other's changes, and the
+// first such event logs a warning ("two servers use node name X").
 //
 // The read-cache checks run in one goroutine of their own, requests
 // coalescing, so a long check never holds up the handling of events.
@@ -142,6 +152,13 @@ type Node struct {
 
 	store *mailstore.Store // set by Start
 
+	// boot is the Boot of this node's own events (bus.Booter); 0 when
+	// the bus does not tell (then Origin alone says what is own).
+	boot uint64
+	// dupWarned: the warning about another server with this node's
+	// name was logged.
+	dupWarned atomic.Bool
+
 	// Cache checks run in their own goroutine (checker), so that a
 	// long check never holds up the receiving loop; requests coalesce.
 	checkMu     sync.Mutex
@@ -232,6 +249,9 @@ func New(o Options) (*Node, error) {
 		checkAccts:  map[string]bool{},
 		checkSignal: make(chan struct{}, 1),
 		m:           m,
+	}
+	if b, ok := o.Bus.(bus.Booter); ok {
+		n.boot = b.Boot()
 	}
 	go n.publisher()
 	return n, nil
@@ -364,32 +384,63 @@ func (n *Node) receive(ctx context.Context, sub *bus.Subscription) {
 		ev, err := sub.Next(ctx)
 		switch {
 		case err == nil:
-			if ev.Origin != n.o.Node {
+			if !n.own(ev) {
 				n.m.received.Inc()
 			}
 			n.Handle(ctx, ev)
 		case errors.Is(err, bus.ErrResync):
-			n.m.resyncs.Inc()
-			n.log.Info("bus: resync: every session re-reads the store")
-			n.store.NotifyAll()
-			n.requestCheck("")
+			n.log.Info("bus: resync: every session re-reads the store and the auth cache is emptied")
+			n.resync()
+			n.m.resyncs.Inc() // after: a reader of the counter sees the cache emptied
 		default: // ErrClosed or ctx done
 			return
 		}
 	}
 }
 
-// Handle applies one event as described in the package doc. Events whose
-// Origin is this node change only the consistency windows (the store
-// woke this server's sessions itself). The control socket of serve hands
-// events from `bucketmail user` here too.
+// resync handles bus.ErrResync: events may have been missed, account
+// changes among them (a password changed, a user added or deleted while
+// the bus was down), so besides waking every session the whole auth
+// cache is emptied, negative answers ("no such user") included.
+func (n *Node) resync() {
+	if n.o.Auth != nil {
+		n.o.Auth.FlushAll()
+	}
+	n.store.NotifyAll()
+	n.requestCheck("")
+}
+
+// own reports whether ev was published by this node: its Origin is this
+// node's name and its Boot this bus run's (when the bus tells its Boot
+// and the event carries one). An event with this node's name and
+// another Boot comes from another server given the same node name: it
+// is not own (its changes must wake this server's sessions), and a
+// warning is logged once.
+func (n *Node) own(ev bus.Event) bool {
+	if ev.Origin != n.o.Node {
+		return false
+	}
+	if n.boot == 0 || ev.Boot == 0 || ev.Boot == n.boot {
+		return true
+	}
+	if n.dupWarned.CompareAndSwap(false, true) {
+		n.log.Warn(fmt.Sprintf("two servers use node name %s; give each its own --node-name", n.o.Node),
+			"node", n.o.Node, "boot", n.boot, "other_boot", ev.Boot)
+	}
+	return false
+}
+
+// Handle applies one event as described in the package doc. Events this
+// node published (own: Origin and Boot) change only the consistency
+// windows (the store woke this server's sessions itself). The control
+// socket of serve hands events from `bucketmail user` here too.
 func (n *Node) Handle(ctx context.Context, ev bus.Event) {
 	switch ev.Kind {
 	case bus.KindAccountUpdating, bus.KindAccountUpdated:
 		n.window(ev)
 		return
 	}
-	if ev.Origin == n.o.Node || n.store == nil {
+	if n.own(ev) || n.store == nil {
 		return
 	}
 	n.store.Notify(ev.Account)

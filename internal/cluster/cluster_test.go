@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +28,8 @@ import (
 	"github.com/bucketmail/bucketmail/internal/userdb"
 	"github.com/bucketmail/bucketmail/internal/userdb/authcache"
 	"github.com/bucketmail/bucketmail/internal/userdb/dynamodb"
+	"github.com/bucketmail/bucketmail/internal/userdb/embedded"
+	"github.com/bucketmail/bucketmail/internal/userdb/password"
 	"github.com/bucketmail/bucketmail/internal/userdb/sqldb"
 )
 
@@ -104,6 +107,12 @@ func newShared(t *testing.T) shared {
 
 func startServer(t *testing.T, sh shared, tr transport, node string, poll time.Duration, auth *authcache.Cache, now func() time.Time) *server {
 	t.Helper()
+	return startServerLog(t, sh, tr, node, poll, auth, now, nil)
+}
+
+// startServerLog is startServer with the Node logging to log (nil: discard).
+func startServerLog(t *testing.T, sh shared, tr transport, node string, poll time.Duration, auth *authcache.Cache, now func() time.Time, log *slog.Logger) *server {
+	t.Helper()
 	ctx := t.Context()
 	db, err := metadb.OpenSQLite(ctx, sh.dbPath)
 	if err != nil {
@@ -121,7 +130,7 @@ func startServer(t *testing.T, sh shared, tr transport, node string, poll time.D
 	t.Cleanup(func() { c.Close() })
 	s := &server{cache: c, reg: metrics.New(), bus: tr.open(t, node)}
 	s.node, err = cluster.New(cluster.Options{Bus: s.bus, Node: node, Auth: auth, Cache: c, Metrics: s.reg,
-		PollInterval: poll, ConsistencyWindow: 15 * time.Second, Now: now})
+		PollInterval: poll, ConsistencyWindow: 15 * time.Second, Now: now, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -730,5 +739,159 @@ func TestConsistencyWindow(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// logBuf is a concurrency-safe log sink.
+type logBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSameNodeName: two servers given the same node name still see each
+// other's changes as events (not only through resyncs), count them as
+// received, and each logs the duplicate-name warning once.
+func TestSameNodeName(t *testing.T) {
+	tr := natsTransport(t)
+	sh := newShared(t)
+	var logA, logB logBuf
+	a := startServerLog(t, sh, tr, "node-x", time.Second, nil, nil, slog.New(slog.NewTextHandler(&logA, nil)))
+	b := startServerLog(t, sh, tr, "node-x", time.Second, nil, nil, slog.New(slog.NewTextHandler(&logB, nil)))
+	waitHealthy(t, a)
+	waitHealthy(t, b)
+	const acct = "dup@example.org"
+	appendMsg(t, a, acct, "first")
+	wb, wa := watch(t, b, acct), watch(t, a, acct)
+	settle(t, a, b)
+
+	for i, dir := range []struct {
+		name     string
+		from, to *server
+		w        <-chan struct{}
+	}{{"A→B", a, b, wb}, {"B→A", b, a, wa}, {"A→B again", a, b, wb}} {
+		settle(t, dir.from, dir.to)
+		drain(dir.w)
+		resyncs := metric(t, dir.to, "bucketmail_bus_resyncs_total")
+		received := metric(t, dir.to, "bucketmail_bus_events_received_total")
+		start := time.Now()
+		appendMsg(t, dir.from, acct, fmt.Sprint("msg ", i))
+		d := woken(t, dir.w, start, 2*time.Second, dir.name)
+		settle(t, dir.from, dir.to)
+		if got := metric(t, dir.to, "bucketmail_bus_events_received_total"); got != received+1 {
+			t.Errorf("%s: received %v → %v, want one more (the new-mail event)", dir.name, received, got)
+		}
+		if got := metric(t, dir.to, "bucketmail_bus_resyncs_total"); got != resyncs {
+			t.Errorf("%s: resyncs %v → %v: woken by a resync, not by the event", dir.name, resyncs, got)
+		}
+		t.Logf("%s: woken %s after the append", dir.name, d)
+	}
+	// Own events are not counted as received: each received exactly
+	// what the other published.
+	settle(t, a, b)
+	settle(t, b, a)
+	if ra, pb := metric(t, a, "bucketmail_bus_events_received_total"), metric(t, b, "bucketmail_bus_events_published_total"); ra != pb {
+		t.Errorf("A received %v, B published %v", ra, pb)
+	}
+	if rb, pa := metric(t, b, "bucketmail_bus_events_received_total"), metric(t, a, "bucketmail_bus_events_published_total"); rb != pa {
+		t.Errorf("B received %v, A published %v", rb, pa)
+	}
+	const warning = "two servers use node name node-x; give each its own --node-name"
+	for name, l := range map[string]*logBuf{"A": &logA, "B": &logB} {
+		if n := strings.Count(l.String(), warning); n != 1 {
+			t.Errorf("%s logged the duplicate-name warning %d times, want 1:\n%s", name, n, l.String())
+		}
+	}
+}
+
+// TestResyncFlushesAuthCache: account changes made while the bus was
+// down (a user added, a password changed) are not served from B's auth
+// cache once the bus is back: the resync empties it, negative answers
+// included.
+func TestResyncFlushesAuthCache(t *testing.T) {
+	tr := natsTransport(t)
+	sh := newShared(t)
+	udb, err := metadb.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udb.Close() })
+	users, err := embedded.New(t.Context(), udb, embedded.WithHasher(func(pw string) (string, error) {
+		return password.HashArgon2ID(pw, password.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1})
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := users.AddUser(ctx, "alice@example.org", "old-pw"); err != nil {
+		t.Fatal(err)
+	}
+	auth := authcache.New(users, authcache.Options{PositiveTTL: time.Hour, NegativeTTL: time.Hour})
+	b := startServer(t, sh, tr, "node-b", 200*time.Millisecond, auth, nil)
+	waitHealthy(t, b)
+
+	// Cached on B: alice's old password, and "no such user" for newbie.
+	for range 2 {
+		if _, err := auth.Authenticate(ctx, "alice@example.org", "old-pw"); err != nil {
+			t.Fatalf("alice, old password: %v", err)
+		}
+		if _, err := auth.Lookup(ctx, "newbie@example.org"); !errors.Is(err, userdb.ErrNotFound) {
+			t.Fatalf("newbie before: %v, want ErrNotFound", err)
+		}
+	}
+	if st := auth.Stats(); st.Entries != 2 || st.Hits != 2 {
+		t.Fatalf("auth cache %+v, want 2 entries, 2 hits", st)
+	}
+
+	tr.stop(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, b, "bucketmail_bus_up") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("bus_up still 1 10 s after the bus server stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Changes made elsewhere while the bus is down: no event reaches B.
+	if err := users.AddUser(ctx, "newbie@example.org", "new-user-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := users.SetPassword(ctx, "alice@example.org", "new-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.Lookup(ctx, "newbie@example.org"); !errors.Is(err, userdb.ErrNotFound) {
+		t.Fatalf("newbie while the bus is down: %v, want the cached ErrNotFound", err)
+	}
+
+	resyncs := metric(t, b, "bucketmail_bus_resyncs_total")
+	tr.start(t)
+	deadline = time.Now().Add(10 * time.Second)
+	for metric(t, b, "bucketmail_bus_resyncs_total") <= resyncs {
+		if time.Now().After(deadline) {
+			t.Fatal("no resync 10 s after the bus came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := auth.Stats(); st.Entries != 0 {
+		t.Fatalf("auth cache after the resync: %d entries, want 0", st.Entries)
+	}
+	if u, err := auth.Lookup(ctx, "newbie@example.org"); err != nil || u.Address != "newbie@example.org" {
+		t.Fatalf("newbie after the resync: %v, %v; want found", u, err)
+	}
+	if _, err := auth.Authenticate(ctx, "alice@example.org", "old-pw"); !errors.Is(err, userdb.ErrAuthFailed) {
+		t.Fatalf("alice, old password after the resync: %v, want ErrAuthFailed", err)
+	}
+	if _, err := auth.Authenticate(ctx, "alice@example.org", "new-pw"); err != nil {
+		t.Fatalf("alice, new password after the resync: %v", err)
 	}
 }

@@ -29,6 +29,7 @@ import (
 var (
 	_ bus.Bus     = (*Bus)(nil)
 	_ bus.Skipper = (*Bus)(nil)
+	_ bus.Booter  = (*Bus)(nil)
 )
 
 // Config configures a PostgreSQL bus.
@@ -225,6 +226,9 @@ func (b *Bus) Skip() {
 	defer b.mu.Unlock()
 	b.st.Skip()
 }
+
+// Boot implements bus.Booter: the Boot of this bus's events.
+func (b *Bus) Boot() uint64 { return b.st.Boot() }
 
 // Subscribe implements bus.Subscriber.
 func (b *Bus) Subscribe(ctx context.Context, account string, queue int) (*bus.Subscription, error) {
