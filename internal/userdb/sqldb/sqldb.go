@@ -63,6 +63,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -251,8 +252,24 @@ func OpenWith(ctx context.Context, dsn string, o Options, logger *slog.Logger) (
 	return d, nil
 }
 
+// schemaLock names the lock taken around the default schema's creation:
+// a PostgreSQL advisory lock key ("bm_users" in ASCII) and a MySQL
+// GET_LOCK name.
+const (
+	schemaLockKey  int64 = 0x626d5f7573657273
+	schemaLockName       = "bucketmail_users_schema"
+	// schemaLockWait bounds the wait for another server's schema setup
+	// on MySQL, in seconds (GET_LOCK's timeout).
+	schemaLockWait = 30
+)
+
 // ensureSchema creates the default schema's table once (no-op with
-// custom queries).
+// custom queries). Servers starting at once on a fresh database would
+// race in CREATE TABLE IF NOT EXISTS (PostgreSQL: a unique violation on
+// pg_type_typname_nsp_index), so the statement runs under a database
+// lock: pg_advisory_xact_lock in its transaction on PostgreSQL,
+// GET_LOCK/RELEASE_LOCK on one connection on MySQL. Errors wrap
+// userdb.ErrUnavailable.
 func (d *DB) ensureSchema(ctx context.Context) error {
 	if !d.managed || d.schemaDone.Load() {
 		return nil
@@ -262,11 +279,57 @@ func (d *DB) ensureSchema(ctx context.Context) error {
 	if d.schemaDone.Load() {
 		return nil
 	}
-	if _, err := d.db.ExecContext(ctx, Schema(d.dialect)); err != nil {
+	var err error
+	if d.dialect == MySQL {
+		err = d.createMySQL(ctx)
+	} else {
+		err = d.createPostgres(ctx)
+	}
+	if err != nil {
 		return unavailable("create table", "bucketmail_users", err)
 	}
 	d.schemaDone.Store(true)
 	return nil
+}
+
+func (d *DB) createPostgres(ctx context.Context) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
+		return fmt.Errorf("advisory lock: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, Schema(Postgres)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (d *DB) createMySQL(ctx context.Context) error {
+	conn, err := d.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", schemaLockName, schemaLockWait).Scan(&got); err != nil {
+		return fmt.Errorf("GET_LOCK: %w", err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return fmt.Errorf("GET_LOCK %s: not granted within %d s", schemaLockName, schemaLockWait)
+	}
+	_, err = conn.ExecContext(ctx, Schema(MySQL))
+	// The lock is the session's: release it even when the statement
+	// failed (a connection returned to the pool would keep it).
+	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK(?)", schemaLockName); rerr != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn }) // drop the connection: its session ends
+		if err == nil {
+			err = fmt.Errorf("RELEASE_LOCK: %w", rerr)
+		}
+	}
+	return err
 }
 
 // mysqlConfig turns mysql://user:pw@host:port/db?k=v into the driver's

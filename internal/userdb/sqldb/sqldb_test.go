@@ -471,3 +471,64 @@ func TestStartDown(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentSchema: servers starting at once on a fresh database
+// all open it (no unique violation from racing CREATE TABLE IF NOT
+// EXISTS), and the table works. Round 0 is concurrent OpenWith on a
+// fresh database; later rounds drop the table and run the schema setup
+// of warmed-up handles at once, which races reliably without the lock.
+func TestConcurrentSchema(t *testing.T) {
+	const servers, rounds = 6, 4
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			url, _, run := k.newDB(t)
+			dbs := make([]*DB, servers)
+			errs := make([]error, servers)
+			var wg sync.WaitGroup
+			for i := range servers {
+				wg.Go(func() { dbs[i], errs[i] = OpenWith(ctx, url, Options{Hasher: cheapHash}, nil) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("round 0: OpenWith %d of %d at once: %v", i, servers, err)
+				}
+				t.Cleanup(func() { dbs[i].Close() })
+			}
+			for r := 1; r < rounds; r++ {
+				run("DROP TABLE bucketmail_users")
+				for _, d := range dbs {
+					d.schemaDone.Store(false)
+					if err := d.db.PingContext(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				start := make(chan struct{})
+				for i, d := range dbs {
+					wg.Go(func() {
+						<-start
+						errs[i] = d.ensureSchema(ctx)
+					})
+				}
+				close(start)
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("round %d: schema setup %d of %d at once: %v", r, i, servers, err)
+					}
+				}
+			}
+			for i, d := range dbs {
+				if err := d.AddUser(ctx, fmt.Sprintf("u%d@example.org", i), "pw"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if u, err := dbs[0].Lookup(ctx, fmt.Sprintf("u%d@example.org", servers-1)); err != nil || u.Address != fmt.Sprintf("u%d@example.org", servers-1) {
+				t.Fatalf("Lookup after concurrent setup = %v, %v", u, err)
+			}
+			if us, err := dbs[0].ListUsers(ctx); err != nil || len(us) != servers {
+				t.Fatalf("ListUsers: %d users, %v; want %d", len(us), err, servers)
+			}
+		})
+	}
+}
