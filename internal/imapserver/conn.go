@@ -522,7 +522,7 @@ func (c *conn) accountGone(err error) bool {
 	}
 	var st *status
 	if errors.As(err, &st) || blob.IsTemporary(err) || errors.Is(err, userdb.ErrUnavailable) ||
-		errors.Is(err, context.Canceled) {
+		dbUnreachable(err) || errors.Is(err, context.Canceled) {
 		return false
 	}
 	if !errors.Is(err, mailstore.ErrNoMailbox) && c.toStatusKnown(err) {
@@ -640,7 +640,7 @@ func (c *conn) toStatus(name string, err error) *status {
 	case errors.Is(err, mailstore.ErrMissingObject):
 		c.log.Warn("imap: message object missing from the blob store", slog.String("cmd", name), slog.Any("err", err))
 		return no("UNAVAILABLE", "Message object missing")
-	case blob.IsTemporary(err), errors.Is(err, userdb.ErrUnavailable):
+	case blob.IsTemporary(err), errors.Is(err, userdb.ErrUnavailable), dbUnreachable(err):
 		c.log.Warn("imap: temporary failure", slog.String("cmd", name), slog.Any("err", err))
 		return no("UNAVAILABLE", "Temporary failure, try again later")
 	case errors.Is(err, context.Canceled):

@@ -273,9 +273,10 @@ func (c *conn) sync(allowExpunge bool) error {
 			c.state = stateLogout
 			return errConnDone
 		}
-		c.log.Error("imap: reading mailbox changes", slog.Any("err", err))
+		c.srv.syncFail.failed(c.log, err, time.Now())
 		return nil // try again at the next command
 	}
+	c.srv.syncFail.ok(c.log, time.Now())
 	newKW := false
 	var newUIDs []uint32
 	for _, u := range ch.Updated {

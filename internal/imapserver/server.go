@@ -97,6 +97,8 @@ type Server struct {
 	outPool sync.Pool // *outBuf: response buffers lent by waiting connections
 
 	throttle *throttle.Limiter // nil: off
+
+	syncFail syncFailLog // rate-limits "reading mailbox changes" failures
 }
 
 // New returns a server.
