@@ -50,6 +50,7 @@ func Run(t *testing.T, f Factory) {
 		{"PublishReceive", testPublishReceive},
 		{"AccountFilter", testAccountFilter},
 		{"Origin", testOrigin},
+		{"SameNodeName", testSameNodeName},
 		{"OrderPerPublisher", testOrder},
 		{"ManySubscribers", testMany},
 		{"SlowSubscriberResync", testSlow},
@@ -144,7 +145,42 @@ func testPublishReceive(t *testing.T, h Harness) {
 			t.Errorf("event %d Boot = %d, want nonzero and constant %d", i, got.Boot, boot)
 		}
 	}
+	if bt, ok := b.(bus.Booter); !ok || bt.Boot() != boot {
+		t.Errorf("bus.Booter: %v, Boot() does not match the events' Boot %d", ok, boot)
+	}
 	quiet(t, s)
+}
+
+// testSameNodeName: two buses given the same node name (a
+// misconfiguration) have different Boots, and their interleaved events
+// reach every subscriber in order without a resync: sequences are kept
+// per Origin and Boot.
+func testSameNodeName(t *testing.T, h Harness) {
+	if !h.MultiNode {
+		t.Skip("single-node bus")
+	}
+	a, b := h.New(t, "node-x"), h.New(t, "node-x")
+	ba, bb := a.(bus.Booter).Boot(), b.(bus.Booter).Boot()
+	if ba == bb {
+		t.Fatalf("two buses share Boot %d", ba)
+	}
+	sa, sb := subscribe(t, a, "", 0), subscribe(t, b, "", 0)
+	for i := range 6 {
+		from, boot := a, ba
+		if i%2 == 1 {
+			from, boot = b, bb
+		}
+		publish(t, from, bus.Event{Kind: bus.KindNewMail, Account: "x", Mailbox: "m", ModSeq: uint64(i + 1)})
+		// Each event reaches both before the next is sent: the order
+		// on the wire is the order published.
+		for _, s := range []*bus.Subscription{sa, sb} {
+			if ev := next(t, s); ev.Origin != "node-x" || ev.ModSeq != uint64(i+1) || ev.Boot != boot || ev.Seq != uint64(i/2+1) {
+				t.Fatalf("event %d = %+v, want origin node-x, modseq %d, boot %d, seq %d", i, ev, i+1, boot, i/2+1)
+			}
+		}
+	}
+	quiet(t, sa)
+	quiet(t, sb)
 }
 
 func testAccountFilter(t *testing.T, h Harness) {
