@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
@@ -76,6 +77,40 @@ type env struct {
 	// policy is how addresses are normalised (auth.local_part_case,
 	// auth.normalize), for every backend, LOGIN, LMTP and the CLI.
 	policy userdb.AddressPolicy
+	// closing is set when Close starts: the bus's warnings about its
+	// connection going away are then expected (closingHandler).
+	closing atomic.Bool
+}
+
+// closingHandler is the bus's log handler: once closing is set, its
+// warnings ("bus: disconnected" err=<nil> from NATS, "listener
+// disconnected" from PostgreSQL, which a normal Close causes) are
+// logged at debug level instead.
+type closingHandler struct {
+	h       slog.Handler
+	closing *atomic.Bool
+}
+
+func (c *closingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return c.h.Enabled(ctx, l)
+}
+
+func (c *closingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && c.closing.Load() {
+		r.Level = slog.LevelDebug
+	}
+	if !c.h.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return c.h.Handle(ctx, r)
+}
+
+func (c *closingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &closingHandler{h: c.h.WithAttrs(as), closing: c.closing}
+}
+
+func (c *closingHandler) WithGroup(name string) slog.Handler {
+	return &closingHandler{h: c.h.WithGroup(name), closing: c.closing}
 }
 
 // envOptions says what openEnvWith opens besides the defaults.
@@ -178,7 +213,8 @@ func (e *env) openCluster(ctx context.Context, o envOptions) error {
 		}
 		origin = fmt.Sprintf("%s/%s-%d", e.cfg.NodeName, name, os.Getpid())
 	}
-	b, err := openBus(ctx, e.cfg, origin, !o.server, e.log.With("component", "bus"))
+	busLog := slog.New(&closingHandler{h: e.log.Handler(), closing: &e.closing}).With("component", "bus")
+	b, err := openBus(ctx, e.cfg, origin, !o.server, busLog)
 	if err != nil {
 		return err
 	}
@@ -311,6 +347,7 @@ func (e *env) closeBlobs() error {
 // the store, the bus, the user database, the blob store and the metadata
 // database. The caller has stopped everything that changes the store.
 func (e *env) Close() error {
+	e.closing.Store(true)
 	var errs []error
 	if e.node != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -44,7 +44,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	u, err := e.users.Lookup(ctx, e.policy.Normalize(*user))
 	if err != nil {
 		if errors.Is(err, userdb.ErrNotFound) {
-			return fmt.Errorf("no user %s (add it first with: bucketmail user add %s --password-stdin)", *user, *user)
+			return fmt.Errorf("no user %s (add it first with: bucketmail user add %s)", *user, *user)
 		}
 		return err
 	}
@@ -53,18 +53,21 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	im := &importRun{ms: e.store, acct: acct, maxSize: cfg.LMTP.MaxMessageSize, log: log, out: stdout}
-	for _, p := range paths {
+	for i, p := range paths {
+		before := im.total
 		st, err := os.Stat(p)
-		if err != nil {
-			return err
+		if err == nil {
+			if st.IsDir() {
+				err = im.maildirTree(ctx, p, *mailbox)
+			} else {
+				err = im.mbox(ctx, p, *mailbox)
+			}
 		}
-		if st.IsDir() {
-			err = im.maildirTree(ctx, p, *mailbox)
-		} else {
-			err = im.mbox(ctx, p, *mailbox)
-		}
 		if err != nil {
-			return err
+			// What is imported stays; say what to run again so that
+			// nothing is imported twice.
+			return fmt.Errorf("import stopped at %s: %w; %d messages were imported into %s (%d of them from %s); "+
+				"paths done: %q; not started: %q", p, err, im.total, u.Address, im.total-before, p, paths[:i], paths[i+1:])
 		}
 	}
 	fmt.Fprintf(stdout, "imported %d messages into %s (%d skipped)\n", im.total, u.Address, im.skipped)

@@ -11,6 +11,8 @@
 //	bucketmail user del ADDRESS
 //	bucketmail user list
 //	bucketmail import --user ADDRESS [--mailbox NAME] PATH...
+//	bucketmail reindex (--user ADDRESS | --all) [--dry-run] [--force]
+//	bucketmail fsck [--repair] [--grace DURATION] [--workers N]
 //	bucketmail cache stats|purge [--cache-dir DIR]
 //	bucketmail pw [-s SCHEME] [-p PASSWORD | stdin] [-t HASH] [-l]
 //	bucketmail version
@@ -89,6 +91,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -115,17 +118,46 @@ const usage = `usage:
   bucketmail user del ADDRESS
   bucketmail user list
   bucketmail import --user ADDRESS [--mailbox NAME] PATH...
+  bucketmail reindex (--user ADDRESS | --all) [--dry-run] [--force]
+  bucketmail fsck [--repair] [--grace DURATION] [--workers N]
   bucketmail cache stats|purge [--cache-dir DIR]
-  bucketmail reindex [--user ADDRESS | --all] [--dry-run]
   bucketmail pw [-s SCHEME] [-p PASSWORD | stdin] [-t HASH] [-l]
   bucketmail version
+  bucketmail help
 Every subcommand also takes --config FILE, --data-dir DIR, --userdb URL,
 --metadb sqlite|postgres://..., --bus local|nats://...|postgres://...,
 --node-name NAME and
 --s3-endpoint URL --s3-bucket NAME --s3-region NAME --s3-prefix P --s3-path-style.
 --userdb: sqlite (default), passwd-file:/path, postgres://..., mysql://...,
-redis://..., dynamodb://TABLE.
+redis://..., dynamodb://TABLE. "bucketmail COMMAND --help" lists a command's flags.
 `
+
+// synopsis returns the usage lines of the subcommand a FlagSet is named
+// after ("serve", "user add", "cache stats"), or "bucketmail NAME".
+func synopsis(name string) string {
+	var out []string
+	for _, word := range []string{name, strings.Fields(name + " x")[0]} {
+		in := false
+		for _, l := range strings.Split(usage, "\n") {
+			t := strings.TrimSpace(l)
+			switch {
+			case strings.HasPrefix(t, "bucketmail "+word+" ") || t == "bucketmail "+word:
+				out, in = append(out, t), true
+			case in && strings.HasPrefix(t, "["):
+				out = append(out, "    "+t)
+			default:
+				in = false
+			}
+		}
+		if len(out) > 0 {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return "bucketmail " + name
+	}
+	return strings.Join(out, "\n")
+}
 
 // errUsage marks errors that are the user's command line; run prints the
 // usage line for them and exits 2.
@@ -208,10 +240,18 @@ func version() string {
 // arguments ("user add ADDRESS --password-stdin"): it returns the
 // positional arguments. A "--" ends flag parsing.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	// The flag package prints errors and the flag list itself; run
+	// prints an error with the usage once, and --help goes to out.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(out, "usage:\n  %s\nflags:\n", strings.ReplaceAll(synopsis(fs.Name()), "\n", "\n  "))
+				fs.SetOutput(out)
+				fs.PrintDefaults()
 				return nil, err
 			}
 			return nil, fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/config"
@@ -18,14 +20,21 @@ import (
 
 // cmdReindex implements
 //
-//	bucketmail reindex [--user ADDRESS | --all] [--dry-run]
+//	bucketmail reindex [--user ADDRESS | --all] [--dry-run] [--force]
 //
 // It rebuilds the index of one account (--user) or of every account in
 // the bucket (--all; in S3 mode also the user records under accounts/)
 // from the bucket alone: snapshot + journal + HEAD of uncovered message
 // objects, no message body downloaded (mailstore.Reindex). The account's
 // index rows are replaced. --dry-run reads and reports, writes nothing.
-// Run it with serve stopped.
+//
+// Run it with every server stopped: a delivery or change made while an
+// account's rows are replaced is lost from the index (its object becomes
+// an fsck orphan) and mailboxes get a new UIDVALIDITY. So reindex
+// (without --dry-run) refuses, with errServerRunning, while a serve
+// answers on DATA_DIR/control.sock; and with metadb = postgres, where
+// servers on other machines share the index and cannot be seen from
+// here, it refuses unless --force says every server was stopped.
 func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -33,6 +42,7 @@ func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	user := fs.String("user", "", "`address` of the account to rebuild")
 	all := fs.Bool("all", false, "rebuild every account found in the bucket")
 	dry := fs.Bool("dry-run", false, "read the bucket and report; change nothing")
+	force := fs.Bool("force", false, "with metadb = postgres: every server sharing the index has been stopped")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -43,6 +53,11 @@ func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg, err := flags.Load()
 	if err != nil {
 		return err
+	}
+	if !*dry {
+		if err := reindexAllowed(cfg, *force); err != nil {
+			return err
+		}
 	}
 	log := newLogger(cfg, stderr)
 	e, err := openEnv(ctx, cfg, log)
@@ -59,6 +74,31 @@ func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		accounts = []string{e.policy.Normalize(*user)}
 	}
 	return reindexAccounts(ctx, e, accounts, *dry, stdout, log)
+}
+
+// errServerRunning: reindex would rebuild an index that a running
+// server changes (cmdReindex).
+var errServerRunning = errors.New("reindex: a server may be running")
+
+// reindexAllowed refuses a reindex while a serve answers on the data
+// directory's control socket, and, with a shared PostgreSQL index,
+// unless force (the operator stopped every server). Errors wrap
+// errServerRunning.
+func reindexAllowed(cfg config.Config, force bool) error {
+	path := filepath.Join(cfg.DataDir, controlSocketName)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("%w: a server is running on data directory %s (%s answers); stop it first: "+
+			"changes made while the index is rebuilt would be lost from it", errServerRunning, cfg.DataDir, path)
+	}
+	if cfg.MetaDBKind() == "postgres" && !force {
+		return fmt.Errorf("%w: metadb = postgres is shared by servers this command cannot see; "+
+			"stop every server first, then run reindex again with --force", errServerRunning)
+	}
+	return nil
 }
 
 // bucketAccounts returns every account with objects in the bucket, and,

@@ -172,11 +172,7 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		}()
 	}
 	if noUsersYet(ctx, e) {
-		hint := "bucketmail user add you@example.org --password-stdin"
-		if cfg.DataDir != config.DefaultDataDir {
-			hint += " --data-dir " + shellQuote(cfg.DataDir)
-		}
-		log.Info("no users yet; add one with: " + hint)
+		log.Info("no users yet; add one with: " + userAddHint(fs))
 	}
 
 	var runErr error
@@ -219,6 +215,40 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 		return runErr
 	}
 	return nil
+}
+
+// serverOnlyFlags are serve's flags that the CLI commands do not take.
+var serverOnlyFlags = map[string]bool{"imap-listen": true, "imaps-listen": true, "lmtp-listen": true, "metrics-listen": true}
+
+// userAddHint is the command that adds a user to the server fs
+// configured: "bucketmail user add you@example.org" with --config FILE
+// first when one was given, then every other flag serve was given that
+// the CLI takes too (--data-dir, --userdb, the S3 flags…), shell-quoted;
+// a password in a database or bus URL shows as xxxxx.
+// Without --password-stdin: in a terminal, user add prompts for the
+// password twice without echo (--password-stdin would read it visibly).
+func userAddHint(fs *flag.FlagSet) string {
+	hint := "bucketmail user add you@example.org"
+	if f := fs.Lookup("config"); f != nil && f.Value.String() != "" {
+		hint += " --config " + shellQuote(f.Value.String())
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" || serverOnlyFlags[f.Name] {
+			return
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			if f.Value.String() == "true" {
+				hint += " --" + f.Name
+			}
+			return
+		}
+		v := f.Value.String()
+		if f.Name == "metadb" || f.Name == "bus" || f.Name == "userdb" {
+			v = config.UserDB{URL: v}.Redacted() // passwords never logged
+		}
+		hint += " --" + f.Name + " " + shellQuote(v)
+	})
+	return hint
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

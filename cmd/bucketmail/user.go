@@ -70,7 +70,15 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 	}
 
-	e, err := openEnvWith(ctx, cfg, newLogger(cfg, stderr), envOptions{cli: "user"})
+	log := newLogger(cfg, stderr)
+	if sub != "list" && cfg.MetaDBKind() == "postgres" && cfg.BusKind() == "local" {
+		// Servers elsewhere share the user database but hear nothing
+		// from this command (the local bus reaches only a serve on this
+		// data directory, through its control socket).
+		log.Warn("user " + sub + ": metadb = postgres but bus = local: other servers see this change only when their auth caches expire " +
+			"(auth.cache_ttl); give the servers' --bus nats://… or postgres://… to tell them at once")
+	}
+	e, err := openEnvWith(ctx, cfg, log, envOptions{cli: "user"})
 	if err != nil {
 		return err
 	}
