@@ -63,6 +63,10 @@
 // Maildir folders (INTERNALDATE from the file time, flags from the file
 // name; Maildir++ subfolders become mailboxes) into an existing account.
 //
+// reindex rebuilds accounts' index rows from the bucket (reindex.go). It
+// refuses while a serve answers on DATA_DIR/control.sock, and with
+// --metadb postgres://… unless --force says every server is stopped.
+//
 // fsck compares the index with the blob store (see fsck.go): objects no
 // index row refers to (older than --grace; --repair deletes them) and
 // index entries whose object is missing (reported). Exit status 1 when
