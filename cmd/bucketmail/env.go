@@ -230,7 +230,9 @@ func (e *env) openCluster(ctx context.Context, o envOptions) error {
 		Metrics:           e.metrics,
 		PollInterval:      e.cfg.Cluster.PollInterval,
 		ConsistencyWindow: e.cfg.Cluster.ConsistencyWindow,
-		Logger:            e.log,
+		// The bus in every line of the Node (a "bus: down" line says
+		// which bus; the password masked).
+		Logger: e.log.With("bus", e.cfg.RedactedBus()),
 	})
 	if err != nil {
 		return err

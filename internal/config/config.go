@@ -214,6 +214,10 @@ func (c *Config) BusKind() string {
 	return ""
 }
 
+// RedactedBus returns Bus with its secrets masked (see redactURL), for
+// logs.
+func (c *Config) RedactedBus() string { return redactURL(c.Bus) }
+
 // redactURL masks the secrets of a URL-shaped setting: the password of
 // a user:password@ part and the value of every "password" query
 // parameter (libpq's ?password=…, any case), each replaced by "xxxxx".
