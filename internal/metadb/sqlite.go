@@ -48,6 +48,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -92,10 +93,23 @@ func OpenSQLite(ctx context.Context, path string) (*sql.DB, error) {
 	db.SetConnMaxIdleTime(0)
 	// Check the settings took: journal_mode is persistent in the file;
 	// the others are per connection and applied by the DSN.
+	//
+	// Two processes opening a new file at once (serve starting while
+	// `bucketmail user add` runs) race to switch it to WAL; the loser's
+	// connection gets SQLITE_BUSY at once, without the busy handler. It
+	// is retried for up to BusyTimeoutMillis.
 	var mode string
-	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("metadb: open %s: %w", path, err)
+	deadline := time.Now().Add(BusyTimeoutMillis * time.Millisecond)
+	for {
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+		if err == nil {
+			break
+		}
+		if !isBusy(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			db.Close()
+			return nil, fmt.Errorf("metadb: open %s: %w", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if mode != "wal" {
 		db.Close()
@@ -193,4 +207,11 @@ func Version(ctx context.Context, db *sql.DB, component string) (int, error) {
 		return 0, fmt.Errorf("metadb: version %s: %w", component, err)
 	}
 	return v, nil
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (5, in any of its
+// extended forms).
+func isBusy(err error) bool {
+	var c interface{ Code() int }
+	return errors.As(err, &c) && c.Code()&0xff == 5
 }

@@ -3,6 +3,7 @@ package metadb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -122,5 +123,33 @@ func TestMigrate(t *testing.T) {
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM t2`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("t2 rows %d, %v; want 1", n, err)
+	}
+}
+
+// TestOpenSQLiteRace: processes opening a new database file at once (serve
+// starting while `bucketmail user add` runs) all succeed: the one that
+// loses the switch to WAL retries instead of failing with SQLITE_BUSY.
+func TestOpenSQLiteRace(t *testing.T) {
+	for round := range 20 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("race%d.db", round))
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				db, err := OpenSQLite(context.Background(), path)
+				if err == nil {
+					db.Close()
+				}
+				errs[i] = err
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, opener %d: %v", round, i, err)
+			}
+		}
 	}
 }
