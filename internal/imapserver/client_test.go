@@ -416,8 +416,11 @@ func TestClientAuthenticatePlain(t *testing.T) {
 	if err := c.Authenticate(sasl.NewPlainClient("", "carol@example.org", "pw")); err != nil {
 		t.Fatal(err)
 	}
-	if c.State() != imap.ConnStateAuthenticated {
-		t.Fatalf("state %v", c.State())
+	// The server's state, not the client's: go-imap v2 beta.8 wakes
+	// Authenticate before it records its own state (completeCommand), so
+	// c.State() can still say "not authenticated" here.
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("SELECT after AUTHENTICATE PLAIN: %v", err)
 	}
 	c2 := dial(t, env, nil)
 	if err := c2.Authenticate(sasl.NewPlainClient("", "carol@example.org", "nope")); err == nil {
