@@ -115,10 +115,10 @@ type journaler struct {
 	// each is also in dirty.
 	urgent map[string]bool
 	kick   chan struct{} // wakes the loop for urgent accounts
-	flush sync.Mutex // one flush at a time
-	stop  context.CancelFunc
-	done  chan struct{}
-	down  atomic.Int64 // UnixNano until which journalNow does not try (bucket failing)
+	flush  sync.Mutex    // one flush at a time
+	stop   context.CancelFunc
+	done   chan struct{}
+	down   atomic.Int64 // UnixNano until which journalNow does not try (bucket failing)
 }
 
 func (s *Store) startJournal(ctx context.Context) error {
