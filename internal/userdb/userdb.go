@@ -296,3 +296,37 @@ func (p AddressPolicy) LookupRecipient(ctx context.Context, db UserDB, address, 
 	}
 	return nil, err
 }
+
+// PasswordChecker verifies a password against a stored hash
+// (password.Checker): false for a wrong password or an empty hash (which
+// costs the same work), an error for a hash it cannot read or ctx.Err().
+type PasswordChecker interface {
+	Check(ctx context.Context, hash, pw string) (bool, error)
+}
+
+// AuthenticateStored is PassDB.Authenticate for a backend that stores
+// password hashes: get reads the user and its hash (ErrNotFound for an
+// unknown address, which is then checked against no hash so that it costs
+// what a wrong password costs). Unknown user, wrong password, a missing or
+// unreadable hash and a disabled user are all ErrAuthFailed; get's other
+// errors (ErrUnavailable) and a context error are returned as they are.
+// address must be normalised already.
+func AuthenticateStored(ctx context.Context, c PasswordChecker, address, pw string,
+	get func(ctx context.Context, address string) (*User, string, error)) (*User, error) {
+	u, hash, err := get(ctx, address)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	ok, err := c.Check(ctx, hash, pw)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("userdb: authenticate %s: %w", address, ctxErr)
+		}
+		// An unreadable stored hash: nobody can log in; say why.
+		return nil, fmt.Errorf("userdb: authenticate %s: %w: %w", address, ErrAuthFailed, err)
+	}
+	if !ok || u.Disabled {
+		return nil, fmt.Errorf("userdb: authenticate %s: %w", address, ErrAuthFailed)
+	}
+	return u, nil
+}

@@ -319,24 +319,7 @@ func str(v types.AttributeValue) string {
 // Authenticate implements userdb.PassDB. Unknown user, wrong password, a
 // missing or unreadable hash and a disabled user are all ErrAuthFailed.
 func (d *DB) Authenticate(ctx context.Context, address, pw string) (*userdb.User, error) {
-	address = d.policy.Normalize(address)
-	u, hash, err := d.get(ctx, address)
-	if err != nil && !errors.Is(err, userdb.ErrNotFound) {
-		return nil, err
-	}
-	// hash is "" for an unknown user: Check spends the same work on it.
-	ok, err := d.check.Check(ctx, hash, pw)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("userdb: authenticate %s: %w", address, ctxErr)
-		}
-		// An unreadable stored hash: nobody can log in; say why.
-		return nil, fmt.Errorf("userdb: authenticate %s: %w: %w", address, userdb.ErrAuthFailed, err)
-	}
-	if !ok || u.Disabled {
-		return nil, fmt.Errorf("userdb: authenticate %s: %w", address, userdb.ErrAuthFailed)
-	}
-	return u, nil
+	return userdb.AuthenticateStored(ctx, d.check, d.policy.Normalize(address), pw, d.get)
 }
 
 // Lookup implements userdb.UserDB. A disabled user is returned with
