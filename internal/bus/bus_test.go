@@ -267,3 +267,33 @@ func BenchmarkHubDeliver(b *testing.B) {
 		}
 	}
 }
+
+// TestHubDeliverWire: a payload is decoded and delivered; one that does
+// not decode (garbage, a newer wire version) makes every subscription
+// resync and is reported.
+func TestHubDeliverWire(t *testing.T) {
+	h := NewHub(nil)
+	s, _ := h.Subscribe("a", 0)
+	ok, err := Marshal(Event{Kind: KindNewMail, Account: "a", ModSeq: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.DeliverWire(ok); err != nil {
+		t.Fatalf("DeliverWire(valid) = %v", err)
+	}
+	if got, want := drain(t, s), []int{7}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if err := h.DeliverWire([]byte(`{"v":2,"k":"new","a":"a"}`)); !errors.Is(err, ErrVersion) {
+		t.Fatalf("DeliverWire(v2) = %v, want ErrVersion", err)
+	}
+	if got, want := drain(t, s), []int{-1}; !slices.Equal(got, want) {
+		t.Fatalf("after a newer wire version: got %v, want %v (resync)", got, want)
+	}
+	if err := h.DeliverWire([]byte("garbage")); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("DeliverWire(garbage) = %v, want ErrInvalid", err)
+	}
+	if got, want := drain(t, s), []int{-1}; !slices.Equal(got, want) {
+		t.Fatalf("after garbage: got %v, want %v (resync)", got, want)
+	}
+}

@@ -78,6 +78,19 @@ func (h *Hub) Subscribe(account string, queue int) (*Subscription, error) {
 	return s, nil
 }
 
+// DeliverWire decodes a received payload (Unmarshal) and delivers it. A
+// payload it cannot decode (garbage, or a newer wire version) makes
+// every subscription resync, and its error is returned for the log.
+func (h *Hub) DeliverWire(data []byte) error {
+	ev, err := Unmarshal(data)
+	if err != nil {
+		h.ResyncAll()
+		return err
+	}
+	h.Deliver(ev)
+	return nil
+}
+
 // Deliver hands a received event to the matching subscriptions.
 // Sequences are kept per (Origin, Boot). An event whose Seq jumps ahead
 // of the last one seen from the same Origin and Boot makes every

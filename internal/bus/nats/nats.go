@@ -149,13 +149,9 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 }
 
 func (b *Bus) receive(m *natsgo.Msg) {
-	ev, err := bus.Unmarshal(m.Data)
-	if err != nil {
+	if err := b.hub.DeliverWire(m.Data); err != nil {
 		b.log.Warn("bus: undecodable event", "err", err)
-		b.hub.ResyncAll()
-		return
 	}
-	b.hub.Deliver(ev)
 }
 
 // Publish implements bus.Publisher. It does not wait for the server.

@@ -161,13 +161,9 @@ func (b *Bus) listenOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		ev, err := bus.Unmarshal([]byte(n.Payload))
-		if err != nil {
+		if err := b.hub.DeliverWire([]byte(n.Payload)); err != nil {
 			b.log.Warn("bus: undecodable event", "err", err)
-			b.hub.ResyncAll()
-			continue
 		}
-		b.hub.Deliver(ev)
 	}
 }
 
