@@ -429,8 +429,10 @@ type Auth struct {
 	// CacheMaxEntries turns on serve's cache of authentications and
 	// lookups (package internal/userdb/authcache) with at most this many
 	// entries. 0 (the default, as Dovecot's auth_cache_size): no cache.
-	// The cache is per process: changes made with `bucketmail user` or
-	// in the backend reach a running server when the entries expire.
+	// The cache is per process. Changes made with `bucketmail user` reach
+	// it at once (the control socket with the local bus, the bus in a
+	// cluster: a consistency window); changes made in the backend by
+	// other tools reach it when the entries expire or the bus resyncs.
 	CacheMaxEntries int `toml:"cache_max_entries"`
 	// CacheTTL: how long a successful login or lookup is reused ("5m").
 	// 0: 5 minutes.
