@@ -14,7 +14,6 @@ package dynalite
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketmail/bucketmail/internal/testutil/proc"
 )
 
 // Server is a running dynalite.
@@ -76,18 +77,10 @@ func Start(t testing.TB) *Server {
 		t.Skip(msg)
 	}
 	s := &Server{bin: bin}
-	var err error
-	for range 5 { // another process may take the free port before dynalite binds it
-		l, lerr := net.Listen("tcp", "127.0.0.1:0")
-		if lerr != nil {
-			t.Fatal(lerr)
-		}
-		s.port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if err = s.start(); err == nil {
-			break
-		}
-	}
+	_, err := proc.OnFreePort(5, func(port int) error {
+		s.port = port
+		return s.start()
+	})
 	if err != nil {
 		t.Fatalf("dynalite: %v", err)
 	}

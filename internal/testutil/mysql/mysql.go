@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bucketmail/bucketmail/internal/testutil/proc"
 )
 
 // ErrMissing: MariaDB's server programs are not installed.
@@ -134,13 +136,7 @@ func (s *Server) waitReady(d time.Duration) error {
 
 func (s *Server) kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(15 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.done
-		}
+		proc.Stop(s.cmd.Process, s.done, syscall.SIGTERM, 15*time.Second)
 	}
 }
 

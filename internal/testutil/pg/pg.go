@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bucketmail/bucketmail/internal/testutil/proc"
 )
 
 // ErrMissing: PostgreSQL's server programs are not installed.
@@ -149,13 +151,7 @@ func (s *Server) waitReady(d time.Duration) error {
 
 func (s *Server) kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.done
-		}
+		proc.Stop(s.cmd.Process, s.done, syscall.SIGINT, 10*time.Second) // SIGINT: fast shutdown
 	}
 }
 

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bucketmail/bucketmail/internal/testutil/proc"
 )
 
 // Server is a PostgreSQL postmaster.
@@ -154,12 +156,6 @@ func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
+	proc.Stop(s.cmd.Process, s.done, syscall.SIGINT, 10*time.Second) // SIGINT: fast shutdown
 	s.cmd, s.done = nil, nil
 }

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketmail/bucketmail/internal/testutil/proc"
 )
 
 // Server is a running redis-server.
@@ -62,18 +64,10 @@ func Start(t testing.TB, args ...string) *Server {
 	}
 	dir := t.TempDir()
 	s := &Server{bin: bin, dir: dir, args: args}
-	var err error
-	for range 5 { // another process may take the free port before the server binds it
-		l, lerr := net.Listen("tcp", "127.0.0.1:0")
-		if lerr != nil {
-			t.Fatal(lerr)
-		}
-		s.port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if err = s.start(); err == nil {
-			break
-		}
-	}
+	_, err := proc.OnFreePort(5, func(port int) error {
+		s.port = port
+		return s.start()
+	})
 	if err != nil {
 		t.Fatalf("redis: %v", err)
 	}
