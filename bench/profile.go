@@ -28,6 +28,17 @@ func startCPUProfile(ctx context.Context, addr, file string, seconds int) func()
 	return func() { <-done }
 }
 
+// startTrace starts fetching a runtime execution trace of the given
+// length into file; the returned func waits for it.
+func startTrace(ctx context.Context, addr, file string, seconds int) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fetchTo(ctx, fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", addr, seconds), file, time.Duration(seconds+30)*time.Second)
+	}()
+	return func() { <-done }
+}
+
 // saveProfile fetches a named profile (heap, goroutine) into file.
 func saveProfile(ctx context.Context, addr, name, file string) {
 	fetchTo(ctx, fmt.Sprintf("http://%s/debug/pprof/%s", addr, name), file, 30*time.Second)

@@ -181,7 +181,14 @@ func runWorkloads(ctx context.Context, o Options, env *runEnv, rep *Report, srv 
 	if o.runs("lmtp") {
 		putsBefore := requests()
 		log.Info("lmtp: 1 sender", "messages", sz.LMTP1Messages)
+		stopTrace := func() {}
+		if prof != nil && o.ProfileDir != "" {
+			// An execution trace shows where a delivery's wall time goes
+			// (go tool trace -pprof=syscall|sync|sched FILE).
+			stopTrace = startTrace(ctx, prof.PprofAddr(), filepath.Join(o.ProfileDir, name+".lmtp1.trace"), 1)
+		}
 		r1, err := runLMTP(ctx, t.LMTPAddr(), 1, 0, sz.LMTP1Messages, corpus, rcpt, sz.LMTPMaxTime)
+		stopTrace()
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@
 //
 //	lock           flock(2)ed by the open Cache: one process at a time
 //	state          index: counters and one line per cached object (see state.go)
+//	boot           the kernel boot id at the last Open (see state.go)
 //	objects/xx/H   cached objects; H is the hex SHA-256 of the key, xx its first byte
 //	tmp/           fills in progress; emptied at Open
 //
@@ -37,7 +38,7 @@
 // object: it reads [0, n+1) from the inner store (one byte more, to learn
 // whether the object ends at n) and streams it to the caller while teeing
 // it into tmp/. When the inner store's reader ends at or before n, the
-// object is whole: the file is fsynced and renamed in, when the caller
+// object is whole: the file is linked in (see state.go for fsync), when the caller
 // reads to the end or closes after the n bytes it asked for. A fill cut
 // short, failing, or finding more bytes (a header read) leaves nothing.
 // Concurrent offset-0 misses of one key share one inner GET when the
@@ -79,9 +80,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
+	"github.com/bucketmail/bucketmail/internal/osfile"
 )
 
 // Defaults and names.
@@ -96,6 +99,7 @@ const (
 
 	magic        = "BMCACHE1"
 	stateFile    = "state"
+	bootFile     = "boot"
 	lockFile     = "lock"
 	objectsDir   = "objects"
 	tmpDir       = "tmp"
@@ -193,6 +197,13 @@ type Cache struct {
 	lockF     *os.File
 	now       func() time.Time
 	agePeriod uint64
+	// bootID is the kernel boot id ("" where unknown). Where it is known,
+	// installed files are not fsynced one by one: Flush syncs the
+	// filesystem before the state file lists them, and load drops what a
+	// crash of the machine may have cut (see load).
+	bootID string
+	// named is set when unnamed temp inodes are not available.
+	named atomic.Bool
 
 	mu        sync.Mutex
 	closed    bool
@@ -258,7 +269,9 @@ func Open(ctx context.Context, cfg Config, inner blob.Store, logger *slog.Logger
 		keyLocks:  make(map[string]*keyLock),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
+		bootID:    osfile.BootID(),
 	}
+	c.named.Store(!osfile.UnnamedUsable())
 	if err := c.load(ctx); err != nil {
 		lf.Close()
 		return nil, err
@@ -391,7 +404,7 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, size int64, me
 			start = off
 		}
 	}
-	var tmp *os.File
+	var tmp *osfile.Temp
 	var tee *safeWriter
 	body := r
 	if cacheIt && start < 0 {
@@ -405,8 +418,7 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	}
 	abort := func() {
 		if tmp != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			tmp.Discard()
 		}
 	}
 	if err := c.inner.Put(ctx, key, body, size, meta); err != nil {
@@ -465,34 +477,33 @@ func (s *safeWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// createTemp creates a temp file in tmp/ holding hdr.
-func (c *Cache) createTemp(hdr []byte) (*os.File, error) {
-	f, err := os.CreateTemp(filepath.Join(c.cfg.Dir, tmpDir), "fill-*")
+// createTemp creates a temp file in tmp/ holding hdr (an unnamed inode
+// where the filesystem has them).
+func (c *Cache) createTemp(hdr []byte) (*osfile.Temp, error) {
+	f, err := osfile.CreateTemp(filepath.Join(c.cfg.Dir, tmpDir), "fill-", &c.named)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := f.Write(hdr); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		f.Discard()
 		return nil, err
 	}
 	return f, nil
 }
 
-// install fsyncs and closes tmp (header of hdrLen bytes, then size bytes)
-// and makes it the cached copy of key, evicting to make room. fromRead
-// marks a read-through fill (its read counts as the object's first read);
-// f, if not nil, is that fill, and is not installed when stale. install
-// always consumes tmp.
-func (c *Cache) install(key string, tmp *os.File, hdrLen, size int64, fromRead bool, f *fill) {
-	err := tmp.Sync()
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		c.log.Debug("cache: install", "key", key, "err", err)
-		os.Remove(tmp.Name())
-		return
+// install makes tmp (header of hdrLen bytes, then size bytes) the cached
+// copy of key, evicting to make room, and closes it. Where the boot id is
+// unknown it fsyncs tmp first; else Flush syncs it before the state file
+// lists it. fromRead marks a read-through fill (its read counts as the
+// object's first read); f, if not nil, is that fill, and is not installed
+// when stale. install always consumes tmp.
+func (c *Cache) install(key string, tmp *osfile.Temp, hdrLen, size int64, fromRead bool, f *fill) {
+	if c.bootID == "" {
+		if err := tmp.Sync(); err != nil {
+			c.log.Debug("cache: install", "key", key, "err", err)
+			tmp.Discard()
+			return
+		}
 	}
 	name := objName(key)
 	path := c.objPath(name)
@@ -500,8 +511,8 @@ func (c *Cache) install(key string, tmp *os.File, hdrLen, size int64, fromRead b
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer tmp.Discard()
 	if c.closed || (f != nil && f.stale) || disk > c.max {
-		os.Remove(tmp.Name())
 		return
 	}
 	if !fromRead {
@@ -520,12 +531,12 @@ func (c *Cache) install(key string, tmp *os.File, hdrLen, size int64, fromRead b
 		c.removeLocked(v)
 		c.evictions++
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
-		err = os.Rename(tmp.Name(), path)
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
+	if err == nil {
+		err = tmp.Link(path)
 	}
 	if err != nil {
 		c.log.Debug("cache: install", "key", key, "err", err)
-		os.Remove(tmp.Name())
 		return
 	}
 	e := &entry{key: key, name: name, body: hdrLen, disk: disk, score: 1, epoch: c.epoch}
@@ -744,7 +755,7 @@ type teeReader struct {
 	key    string
 	f      *fill // nil once the fill has ended
 	r      io.ReadCloser
-	tmp    *os.File
+	tmp    *osfile.Temp
 	hdrLen int64
 	want   int64 // bytes the caller asked for; < 0: all
 	n      int64 // bytes read from r
@@ -816,8 +827,7 @@ func (t *teeReader) abort() {
 	if t.f == nil {
 		return
 	}
-	t.tmp.Close()
-	os.Remove(t.tmp.Name())
+	t.tmp.Discard()
 	t.c.endFill(t.key, t.f)
 	t.f = nil
 }

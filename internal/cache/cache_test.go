@@ -16,6 +16,7 @@ import (
 	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/blob/blobtest"
 	"github.com/bucketmail/bucketmail/internal/blob/fs"
+	"github.com/bucketmail/bucketmail/internal/osfile"
 )
 
 // counting is a real store that records the reads it is asked for.
@@ -602,5 +603,72 @@ func TestStress(t *testing.T) {
 	describe(t, c, "") // cap and accounting
 	if n, s := countFiles(t, dir), c.Stats(); n != s.Objects {
 		t.Fatalf("%d files, %d objects", n, s.Objects)
+	}
+}
+
+// TestMachineRestartDropsUnlisted: object files installed after the last
+// state write are rescanned on the same boot but deleted after a restart
+// of the machine (they were never fsynced one by one); listed ones stay.
+func TestMachineRestartDropsUnlisted(t *testing.T) {
+	if osfile.BootID() == "" {
+		t.Skip("no boot id here: every installed file is fsynced")
+	}
+	for _, restarted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restarted=%v", restarted), func(t *testing.T) {
+			inner := newInner(t)
+			dir := t.TempDir()
+			c, err := Open(context.Background(), Config{Dir: dir}, inner, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			putString(t, c, "a/1", "one")
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			listed, err := os.ReadFile(filepath.Join(dir, stateFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			putString(t, c, "b/2", "two!")
+			c.Close()
+			// As if the process had died before its next state write.
+			if err := os.WriteFile(filepath.Join(dir, stateFile), listed, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if restarted {
+				os.WriteFile(filepath.Join(dir, bootFile), []byte("00000000-0000-0000-0000-000000000000\n"), 0o600)
+			}
+			c2 := openCache(t, Config{Dir: dir}, inner)
+			want := 2
+			if restarted {
+				want = 1
+			}
+			if s := c2.Stats(); s.Objects != want {
+				t.Fatalf("objects after reopen = %d, want %d", s.Objects, want)
+			}
+			if n := countFiles(t, dir); n != want {
+				t.Fatalf("files = %d, want %d", n, want)
+			}
+			if got := readAll(t, c2, "a/1", 0, -1); got != "one" {
+				t.Fatalf("read a/1 = %q", got)
+			}
+			if n := len(inner.calls()); n != 0 {
+				t.Fatalf("inner reads for a listed object = %d, want 0", n)
+			}
+			if got := readAll(t, c2, "b/2", 0, -1); got != "two!" {
+				t.Fatalf("read b/2 = %q", got)
+			}
+			wantInner := 0
+			if restarted {
+				wantInner = 1 // dropped, read through again
+			}
+			if n := len(inner.calls()); n != wantInner {
+				t.Fatalf("inner reads for b/2 = %d, want %d", n, wantInner)
+			}
+			boot, _ := os.ReadFile(filepath.Join(dir, bootFile))
+			if strings.TrimSpace(string(boot)) != osfile.BootID() {
+				t.Fatalf("boot file = %q, want this boot's id", boot)
+			}
+		})
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bucketmail/bucketmail/internal/osfile"
 )
 
 // The state file is text, rewritten whole (temp file, fsync, rename) every
@@ -24,8 +26,22 @@ import (
 //	...
 //
 // one line per cached object (NAME the file name, DISK its size, BODY the
-// offset of the object's bytes). A lost or unreadable state file costs the
-// counters only: Open rescans the object files.
+// offset of the object's bytes).
+//
+// Durability. Where the kernel boot id is known, object files are
+// installed without an fsync each (it cost as much as the rest of a
+// delivery's local work); Flush syncs the filesystem (syncfs(2)) after
+// taking the list and before writing it, so every object the state file
+// lists is on disk whole. Files installed after the last state write are
+// whole too while the machine keeps running (the page cache outlives a
+// crashed process), but a crash of the machine may leave them empty or
+// cut. Open records the boot id in the file "boot"; when the next Open
+// finds another boot id there (the machine restarted since), it deletes
+// every object file that the state does not list with its exact size
+// instead of rescanning it. Where the boot id is unknown each installed
+// file is fsynced. On the same boot, or where the boot id is unknown, a
+// lost or unreadable state file costs the counters only: Open rescans
+// the object files.
 const stateMagic = "bucketmail-cache-state 1"
 
 type stateFileData struct {
@@ -113,6 +129,15 @@ func (c *Cache) load(ctx context.Context) error {
 		}
 		st = &stateFileData{entries: map[string]*entry{}}
 	}
+	// Unsynced files may be cut after a crash of the machine (see the
+	// state file's doc): after a restart, trust only what the state lists.
+	bootPath := filepath.Join(c.cfg.Dir, bootFile)
+	rescanOK := true
+	if c.bootID != "" {
+		last, _ := os.ReadFile(bootPath)
+		rescanOK = strings.TrimSpace(string(last)) == c.bootID
+	}
+	dropped := 0
 	c.tick, c.epoch, c.ageCount = st.tick, st.epoch, st.ageCount
 	c.hits, c.misses, c.evictions = st.hits, st.misses, st.evictions
 
@@ -137,6 +162,11 @@ func (c *Cache) load(ctx context.Context) error {
 			loaded = append(loaded, e)
 			return nil
 		}
+		if !rescanOK {
+			os.Remove(path)
+			dropped++
+			return nil
+		}
 		e, err := rescan(path, name, info)
 		if err != nil {
 			c.log.Debug("cache: drop unreadable object file", "path", path, "err", err)
@@ -149,6 +179,15 @@ func (c *Cache) load(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("cache: open %s: %w", c.cfg.Dir, err)
+	}
+	if dropped > 0 {
+		c.log.Info("cache: the machine restarted since the last state write; dropped the object files it did not list",
+			"dropped", dropped, "kept", len(loaded))
+	}
+	if c.bootID != "" && !rescanOK {
+		if err := writeFileAtomic(bootPath, []byte(c.bootID+"\n")); err != nil {
+			return fmt.Errorf("cache: open %s: %w", c.cfg.Dir, err)
+		}
 	}
 	sort.Slice(loaded, func(i, j int) bool {
 		if loaded[i].tick != loaded[j].tick {
@@ -208,7 +247,14 @@ func (c *Cache) Flush() error {
 	c.dirty = false
 	c.mu.Unlock()
 
-	err := writeFileAtomic(filepath.Join(c.cfg.Dir, stateFile), b.Bytes())
+	var err error
+	if c.bootID != "" {
+		// Everything listed must be on disk before the list is.
+		err = osfile.SyncFS(c.cfg.Dir)
+	}
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(c.cfg.Dir, stateFile), b.Bytes())
+	}
 	if err != nil {
 		c.mu.Lock()
 		c.dirty = true

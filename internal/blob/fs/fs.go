@@ -14,10 +14,12 @@
 //	offset 12  n bytes  metadata, one "key=value\n" line per entry, keys sorted
 //	offset 12+n         the object's bytes
 //
-// Put writes a temporary file in the target directory, fsyncs it, renames
-// it over the object file and fsyncs the directory (and every directory it
-// had to create), so a successful Put survives a crash and a failed one
-// leaves nothing. Readers that opened the old file keep reading it whole.
+// Put writes a temporary file in the target directory (on Linux an
+// unnamed O_TMPFILE inode, which a crash frees by itself), fsyncs it,
+// gives it the object's name (link(2), or rename(2) over an existing
+// object) and fsyncs the directory (and every directory it had to
+// create), so a successful Put survives a crash and a failed one leaves
+// no object (at most a named temporary file, where O_TMPFILE is missing). Readers that opened the old file keep reading it whole.
 // Delete removes the object file and then any directories left empty.
 package fs
 
@@ -33,10 +35,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/blob"
+	"github.com/bucketmail/bucketmail/internal/osfile"
 )
 
 const (
@@ -59,6 +63,9 @@ var ErrCorrupt = errors.New("blob/fs: corrupt object file")
 // several processes on the same root.
 type Store struct {
 	root string
+	// named is set when unnamed inodes (O_TMPFILE) are not available
+	// under root: Put then writes named temporary files.
+	named atomic.Bool
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -83,7 +90,9 @@ func New(dir string) (*Store, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("blob/fs: root %s: not a directory", abs)
 	}
-	return &Store{root: abs}, nil
+	s := &Store{root: abs}
+	s.named.Store(!osfile.UnnamedUsable())
+	return s, nil
 }
 
 // Root returns the absolute root directory.
@@ -225,16 +234,17 @@ func syncDir(dir string) error {
 	return err
 }
 
-// createTemp makes the directory of path and a temporary file in it. A
-// concurrent Delete may remove the freshly made, still empty directory
-// before the temp file exists; retry a few times.
-func (s *Store) createTemp(dir string) (*os.File, error) {
+// createTemp makes dir and the temporary file of a Put in it (an
+// unnamed inode where the filesystem has them). A concurrent Delete may
+// remove the freshly made, still empty directory before the temp file
+// exists; retry a few times.
+func (s *Store) createTemp(dir string) (*osfile.Temp, error) {
 	var err error
 	for range 10 {
 		if err = s.mkdirs(dir); err == nil {
-			var f *os.File
-			if f, err = os.CreateTemp(dir, tmpPrefix+"*"); err == nil {
-				return f, nil
+			var t *osfile.Temp
+			if t, err = osfile.CreateTemp(dir, tmpPrefix, &s.named); err == nil {
+				return t, nil
 			}
 		}
 		if !errors.Is(err, iofs.ErrNotExist) {
@@ -242,6 +252,25 @@ func (s *Store) createTemp(dir string) (*os.File, error) {
 		}
 	}
 	return nil, err
+}
+
+// publish gives the written, fsynced temporary file the object's name.
+// An unnamed inode leaves its directory empty, so a concurrent Delete may
+// remove the directory meanwhile: it is made again.
+func (s *Store) publish(t *osfile.Temp, dir, path string) error {
+	var err error
+	for range 10 {
+		if err = t.Link(path); !errors.Is(err, iofs.ErrNotExist) {
+			break
+		}
+		if err = s.mkdirs(dir); err != nil {
+			break
+		}
+	}
+	if cerr := t.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Put implements blob.Store. See the package doc for the write protocol.
@@ -267,11 +296,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	if err != nil {
 		return wrap("put", key, err)
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			f.Discard()
 		}
 	}()
 	if _, err := f.Write(encodeMeta(meta)); err != nil {
@@ -311,13 +338,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	if err := f.Sync(); err != nil {
 		return wrap("put", key, err)
 	}
-	if err := f.Close(); err != nil {
-		return wrap("put", key, err)
-	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("blob: put %s: %w", key, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := s.publish(f, dir, path); err != nil {
 		return wrap("put", key, err)
 	}
 	// From here the object is in place; a failed directory sync means we

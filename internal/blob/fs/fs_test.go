@@ -8,6 +8,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,6 +48,104 @@ func newStore(t *testing.T) blob.Store {
 
 func TestConformance(t *testing.T) {
 	blobtest.Run(t, newStore)
+}
+
+// newNamedStore is newStore with unnamed inodes turned off, as on a
+// filesystem without O_TMPFILE.
+func newNamedStore(t *testing.T) blob.Store {
+	s := newStore(t).(*Store)
+	s.named.Store(true)
+	return s
+}
+
+func TestConformanceNamed(t *testing.T) {
+	blobtest.Run(t, newNamedStore)
+}
+
+// TestUnnamedUsed checks that on Linux (ext4 or tmpfs under the test's
+// temporary directory) Put takes the unnamed-inode path and keeps it.
+func TestUnnamedUsed(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("O_TMPFILE is Linux only")
+	}
+	s := newStore(t).(*Store)
+	for i := range 3 {
+		if err := s.Put(context.Background(), fmt.Sprintf("a/%d", i), strings.NewReader("x"), 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.named.Load() {
+		t.Fatal("store fell back to named temporary files")
+	}
+}
+
+// dirRemover removes dir on its first Read: a concurrent Delete that
+// emptied the directory while a Put wrote its (unnamed) temporary file.
+type dirRemover struct {
+	dir  string
+	data io.Reader
+	done bool
+	err  error
+}
+
+func (r *dirRemover) Read(p []byte) (int, error) {
+	if !r.done {
+		r.done = true
+		r.err = os.Remove(r.dir)
+	}
+	return r.data.Read(p)
+}
+
+func TestPutDirectoryRemovedMeanwhile(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		t.Run(fmt.Sprintf("named=%v", named), func(t *testing.T) {
+			s := newStore(t).(*Store)
+			s.named.Store(named)
+			ctx := context.Background()
+			r := &dirRemover{dir: filepath.Join(s.Root(), "acct", "msg"), data: strings.NewReader("hello")}
+			if err := s.Put(ctx, "acct/msg/1", r, 5, blob.Metadata{"a": "1"}); err != nil {
+				t.Fatal(err)
+			}
+			// A named temp file keeps the directory from being removed;
+			// an unnamed inode does not, and Put made it again.
+			if named && r.err == nil || !named && r.err != nil {
+				t.Fatalf("removing the directory during the Put: %v", r.err)
+			}
+			rc, err := s.NewRangeReader(ctx, "acct/msg/1", 0, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if string(got) != "hello" {
+				t.Fatalf("object = %q, want hello", got)
+			}
+		})
+	}
+}
+
+// BenchmarkPut measures one durable Put of an 8 KB object into a
+// directory that already holds objects, with unnamed inodes and with
+// named temporary files.
+func BenchmarkPut(b *testing.B) {
+	data := strings.Repeat("x", 8000)
+	for _, named := range []bool{false, true} {
+		b.Run(fmt.Sprintf("named=%v", named), func(b *testing.B) {
+			s, err := New(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.named.Store(named)
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				i++
+				if err := s.Put(ctx, fmt.Sprintf("acct/msg/%08d", i), strings.NewReader(data), int64(len(data)), blob.Metadata{"v": "1"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 func TestLayout(t *testing.T) {
@@ -147,25 +246,6 @@ func TestNilReader(t *testing.T) {
 	}
 	if err := s.Put(ctx, "short", nil, 1, nil); !errors.Is(err, blob.ErrSizeMismatch) {
 		t.Fatalf("Put(nil reader, 1) = %v, want ErrSizeMismatch", err)
-	}
-}
-
-// BenchmarkPut measures a durable Put of a 16 KiB message (two fsyncs).
-func BenchmarkPut(b *testing.B) {
-	s, err := New(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	data := strings.Repeat("x", 16<<10)
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	i := 0
-	for b.Loop() {
-		key := fmt.Sprintf("%02x/%08d", i%256, i)
-		if err := s.Put(ctx, key, strings.NewReader(data), int64(len(data)), blob.Metadata{"k": "v"}); err != nil {
-			b.Fatal(err)
-		}
-		i++
 	}
 }
 
