@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,9 +29,12 @@ var errNoVersitygw = errors.New("versitygw not installed")
 const gwHealth = "/_bench_health"
 
 // versitygw is a local S3 gateway (versitygw posix backend, as in
-// internal/testutil/s3gw) behind a counting reverse proxy: bucketmail
-// talks to the proxy (endpoint), which counts each request by method and
-// forwards it unchanged (the Host header too, so signatures hold).
+// internal/testutil/s3gw), with a counting reverse proxy in front for the
+// bucketmail subcommands (reindex): they talk to the proxy (endpoint),
+// which counts each request by method and forwards it unchanged (the Host
+// header too, so signatures hold). `bucketmail serve` talks to versitygw
+// directly (gwURL: the proxy's hop would be counted against it) and
+// counts its own requests (bucketmail_s3_requests_total on /metrics).
 // versitygw's own request log is not used: under concurrent requests its
 // lines interleave (seen here: methods like "PUT17:10:52").
 type versitygw struct {
@@ -174,8 +179,9 @@ func (g *versitygw) Stop() {
 // bucketmailS3 is `bucketmail serve` in S3 mode against a versitygw.
 type bucketmailS3 struct {
 	*bucketmail
-	gw    *versitygw
-	flags []string // --data-dir and the S3 flags, for the other subcommands
+	gw      *versitygw
+	flags   []string // --data-dir and the S3 flags (through the proxy), for the other subcommands
+	metrics string   // serve's --metrics-listen address
 }
 
 func startBucketmailS3(ctx context.Context, env *runEnv) (Target, error) {
@@ -216,7 +222,13 @@ func startBucketmailS3(ctx context.Context, env *runEnv) (Target, error) {
 		b.Stop(ctx)
 		return nil, err
 	}
-	b.args = append([]string{"serve", "--imap-listen", b.imap, "--lmtp-listen", b.lmtp}, b.flags...)
+	if b.metrics, err = env.Ports.Addr(); err != nil {
+		b.Stop(ctx)
+		return nil, err
+	}
+	b.args = []string{"serve", "--imap-listen", b.imap, "--lmtp-listen", b.lmtp, "--metrics-listen", b.metrics,
+		"--data-dir", data, "--s3-endpoint", gw.gwURL, "--s3-bucket", s3gw.Bucket,
+		"--s3-region", s3gw.Region, "--s3-path-style"}
 	if env.Profile {
 		if b.pprof, err = env.Ports.Addr(); err != nil {
 			b.Stop(ctx)
@@ -231,9 +243,55 @@ func startBucketmailS3(ctx context.Context, env *runEnv) (Target, error) {
 	return b, nil
 }
 
-// S3Requests implements S3Counter from versitygw's request log.
+// s3Methods maps the S3 operations serve counts to HTTP methods.
+var s3Methods = map[string]string{
+	"PutObject": "PUT", "GetObject": "GET", "ListObjectsV2": "GET",
+	"HeadObject": "HEAD", "HeadBucket": "HEAD", "DeleteObject": "DELETE",
+}
+
+// S3Requests implements S3Counter from serve's own counters
+// (bucketmail_s3_requests_total{operation} on /metrics: HTTP requests,
+// retries included), by HTTP method. They start at zero when serve
+// starts; callers take differences within one run of serve.
 func (b *bucketmailS3) S3Requests(ctx context.Context) (map[string]int64, error) {
-	return b.gw.Requests(ctx)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.metrics+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("serve /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("serve /metrics: %s", resp.Status)
+	}
+	out := map[string]int64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	const prefix = `bucketmail_s3_requests_total{operation="`
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		op, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return nil, fmt.Errorf("serve /metrics: %q: %w", sc.Text(), err)
+		}
+		m := s3Methods[op]
+		if m == "" {
+			m = op
+		}
+		out[m] += int64(n)
+	}
+	return out, sc.Err()
 }
 
 // DropCache implements S3Counter: stop serve, `bucketmail cache purge`,

@@ -11,7 +11,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -376,13 +378,29 @@ func TestServeS3Outage(t *testing.T) {
 func TestFsckS3(t *testing.T) {
 	g, section, s3Flags := s3Setup(t)
 	data := filepath.Join(t.TempDir(), "data")
-	s := startServe(t, data, section)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	s := startServe(t, data, section, "--metrics-listen", metricsAddr)
 	mustRun(t, "pw\n", append([]string{"user", "add", "alice@example.org", "--password-stdin", "--data-dir", data}, s3Flags...)...)
 	lmtpAddr := s.addr("lmtp")
+	puts := func() float64 {
+		t.Helper()
+		return scrapeMetric(t, metricsAddr, `bucketmail_s3_requests_total{operation="PutObject"}`)
+	}
+	putsBefore := puts()
 	for _, sub := range []string{"f1", "f2", "f3"} {
 		if r, err := lmtpTry(lmtpAddr, "alice@example.org", outageMsg(sub)); err != nil || !strings.HasPrefix(r, "250 ") {
 			t.Fatalf("delivery %s: %q, %v", sub, r, err)
 		}
+	}
+	// /metrics has the S3 store's own request counters: one PUT per
+	// delivered message (the journal is written later, DESIGN §3).
+	if got := puts() - putsBefore; got != 3 {
+		t.Errorf("bucketmail_s3_requests_total{operation=\"PutObject\"} grew by %v over 3 deliveries, want 3", got)
 	}
 	s.stop()
 	// serve logs its S3 request counters when it stops.
@@ -559,4 +577,26 @@ func TestServeS3Hung(t *testing.T) {
 	}
 	ic.Logout().Wait()
 	s.stop()
+}
+
+// scrapeMetric reads one sample (name with its labels, as /metrics
+// prints it) from the server's metrics endpoint; 0 when absent.
+func scrapeMetric(t *testing.T, addr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %s: %v", sc.Text(), err)
+			}
+			return f
+		}
+	}
+	return 0
 }

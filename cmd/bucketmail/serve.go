@@ -146,6 +146,9 @@ func cmdServe(ctx context.Context, stopSignals func(), args []string, stderr io.
 	lns = append(lns, listener{"lmtp", lmtpLn, lmtpSrv.Serve})
 	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopMetrics()
+	if e.s3 != nil && e.metrics != nil {
+		e.metrics.MustRegister(s3Collector{e.s3})
+	}
 	if cfg.Metrics.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
