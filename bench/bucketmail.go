@@ -47,6 +47,7 @@ func (env *runEnv) binary(ctx context.Context) (string, error) {
 			env.binErr = err
 			return
 		}
+		env.binDir = dir
 		root, err := env.source(ctx, dir)
 		if err != nil {
 			env.binErr = err
@@ -75,6 +76,13 @@ func (env *runEnv) binary(ctx context.Context) (string, error) {
 		env.bin = bin
 	})
 	return env.bin, env.binErr
+}
+
+// removeBinary removes the directory binary built (at the end of a run).
+func (env *runEnv) removeBinary() {
+	if env.binDir != "" {
+		os.RemoveAll(env.binDir)
+	}
 }
 
 // source returns the module tree to build: a clean export of HEAD

@@ -43,6 +43,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	env.Big = "big@bench.test"
 	env.Users = append(env.Users, env.Big)
+	defer env.removeBinary()
 	var err error
 	if env.Hash, err = password.HashScheme(o.AuthScheme, env.Password); err != nil {
 		return nil, err

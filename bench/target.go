@@ -87,6 +87,7 @@ type runEnv struct {
 	// builtFrom says what the binary was built from, for the results.
 	builtFrom string
 	bin       string // bucketmail binary
+	binDir    string // the temporary directory holding it (and the exported source)
 	binErr    error
 }
 

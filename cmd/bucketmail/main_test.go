@@ -22,8 +22,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -950,5 +950,27 @@ func TestServePortInUse(t *testing.T) {
 		t.Errorf("IMAP port still held after the failed start: %v", err)
 	} else {
 		ln.Close()
+	}
+}
+
+// TestServeGOMAXPROCS: serve runs procsPerCPU schedulers per CPU unless
+// $GOMAXPROCS says otherwise, and logs the value at start.
+func TestServeGOMAXPROCS(t *testing.T) {
+	procs := func() float64 {
+		s := startServe(t, filepath.Join(t.TempDir(), "data"), "")
+		m := s.waitLog("starting", func(m map[string]any) bool { return m["msg"] == "starting" })
+		s.addr("lmtp") // up
+		s.stop()
+		n, _ := m["gomaxprocs"].(float64)
+		return n
+	}
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	if got, want := procs(), float64(procsPerCPU*runtime.NumCPU()); got != want {
+		t.Errorf("gomaxprocs = %v, want %v (%d per CPU)", got, want, procsPerCPU)
+	}
+	t.Setenv("GOMAXPROCS", "3")
+	if got := procs(); got != 3 {
+		t.Errorf("with GOMAXPROCS=3: gomaxprocs = %v, want 3", got)
 	}
 }
