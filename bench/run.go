@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bucketmail/bucketmail/internal/userdb/password"
@@ -89,6 +90,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			// The previous server's files (and their removal) leave dirty
+			// pages and journal work that the kernel would write back
+			// during this server's run: write them now.
+			settleDisk(ctx, o.Sizes.Settle)
 			o.Log.Info("server: starting", "server", srv.Name, "round", round)
 			t, err := srv.Start(ctx, env)
 			if err != nil {
@@ -367,7 +372,7 @@ func firstLine(err error) string {
 func describeRun(o Options, env *runEnv, corpusN, bigN int) []string {
 	sz := o.Sizes
 	return []string{
-		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other; the idle connections only in the first)", max(o.Rounds, 1)),
+		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other; the idle connections only in the first; before each server starts, sync(2) and a pause of %s so that it does not pay for the previous server's dirty pages)", max(o.Rounds, 1), o.Sizes.Settle),
 		fmt.Sprintf("sizes %q: %d users; LMTP %d messages (1 sender) and %d (8 senders) from %d corpus messages (shared/corpus/real, CRLF); large mailbox %d messages, median of %d download passes; mixed IMAP %d connections for %v, %d cycles per login; %d idle connections",
 			sz.Name, sz.Users, sz.LMTP1Messages, sz.LMTP8Messages, corpusN, bigN, sz.Downloads, sz.MixedWorkers, sz.MixedDuration, sz.MixedCycles, sz.IdleConns),
 		fmt.Sprintf("passwords: every user's hash is %s in both servers (bucketmail's user add makes ARGON2ID; -auth-scheme changes it)", strings.SplitN(env.Hash, "}", 2)[0]+"}"),
@@ -432,5 +437,15 @@ func skipped(rep *Report, srv, w string) {
 		if strings.HasPrefix(m.Key, w) {
 			rep.set(m.Key, srv, cell{NA: "n/a (not run)"})
 		}
+	}
+}
+
+// settleDisk writes every dirty page to disk (sync(2)) and then waits
+// pause, so that a server does not pay for the previous one's writes.
+func settleDisk(ctx context.Context, pause time.Duration) {
+	syscall.Sync()
+	select {
+	case <-ctx.Done():
+	case <-time.After(pause):
 	}
 }

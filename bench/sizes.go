@@ -24,6 +24,8 @@ type Sizes struct {
 	IdleConns int // logged-in connections held in IDLE for the memory measurement
 
 	ReindexMessages int // messages delivered to one account before its reindex (S3 mode)
+
+	Settle time.Duration // pause after sync(2) before each server starts
 }
 
 // FullSizes is the default run (three rounds over three servers: about
@@ -42,6 +44,8 @@ var FullSizes = Sizes{
 	IdleConns:     2000,
 
 	ReindexMessages: 10000,
+
+	Settle: 3 * time.Second,
 }
 
 // SmokeSizes is the CI run: every workload runs, nothing is measured.
