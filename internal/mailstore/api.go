@@ -311,7 +311,8 @@ const (
 // Expunge removes the messages with the given UIDs that have \Deleted
 // (uids nil: all with \Deleted). Returns the UIDs removed, ascending.
 // They are logged in the expunge log with one new MODSEQ; objects whose
-// last reference went are deleted after the commit.
+// last reference went are deleted in the background after the commit
+// (deleter.go; Close waits for them).
 func (a *Account) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
 	return a.expunge(ctx, mailboxID, uids)
 }

@@ -123,6 +123,7 @@ func (e *env) appendMsg(a *Account, mailbox, raw string, flags ...string) Append
 // blobCount counts objects in the blob store.
 func (e *env) blobCount() int {
 	e.t.Helper()
+	e.s.waitDeletes()
 	n := 0
 	if err := e.blobs.List(context.Background(), "", func(blob.Attrs) error { n++; return nil }); err != nil {
 		e.t.Fatal(err)

@@ -323,7 +323,7 @@ func (a *Account) expunge(ctx context.Context, mailboxID int64, uids []uint32) (
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: expunge %d: %w", mailboxID, err)
 	}
-	a.s.deleteBlobs(ctx, gone)
+	a.s.deleteLater(gone)
 	if len(removed) > 0 {
 		a.s.hub.publish(Change{Account: a.name, Kind: ChangeExpunge, MailboxGUID: guid, ModSeq: modseq, Gone: gone})
 		a.s.journalSoon(a.name)

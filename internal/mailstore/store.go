@@ -71,6 +71,8 @@ type Store struct {
 
 	jrn *journaler // nil when the journal is off; see journal.go
 
+	del deleter // objects of expunged messages, deleted in the background; see deleter.go
+
 	// afterSnapshotSeq, if set (tests, before use), runs in a snapshot
 	// flush between taking its seq and reading the snapshot.
 	afterSnapshotSeq func()
@@ -110,6 +112,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // Close releases the store's resources (not the DB, which the caller
 // owns). With the journal on, it writes what is pending first (up to 30 s).
 func (s *Store) Close() error {
+	s.closeDeleter()
 	s.closeJournal()
 	s.stmts.close()
 	return nil
