@@ -372,7 +372,7 @@ func firstLine(err error) string {
 func describeRun(o Options, env *runEnv, corpusN, bigN int) []string {
 	sz := o.Sizes
 	return []string{
-		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other; the idle connections only in the first; before each server starts, sync(2) and a pause of %s so that it does not pay for the previous server's dirty pages)", max(o.Rounds, 1), o.Sizes.Settle),
+		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other; the idle connections only in the first; before each server starts, sync(2), the page cache dropped (as root) and a pause of %s, so that it does not pay for the previous server's dirty pages)", max(o.Rounds, 1), o.Sizes.Settle),
 		fmt.Sprintf("sizes %q: %d users; LMTP %d messages (1 sender) and %d (8 senders) from %d corpus messages (shared/corpus/real, CRLF); large mailbox %d messages, median of %d download passes; mixed IMAP %d connections for %v, %d cycles per login; %d idle connections",
 			sz.Name, sz.Users, sz.LMTP1Messages, sz.LMTP8Messages, corpusN, bigN, sz.Downloads, sz.MixedWorkers, sz.MixedDuration, sz.MixedCycles, sz.IdleConns),
 		fmt.Sprintf("passwords: every user's hash is %s in both servers (bucketmail's user add makes ARGON2ID; -auth-scheme changes it)", strings.SplitN(env.Hash, "}", 2)[0]+"}"),
@@ -440,10 +440,13 @@ func skipped(rep *Report, srv, w string) {
 	}
 }
 
-// settleDisk writes every dirty page to disk (sync(2)) and then waits
-// pause, so that a server does not pay for the previous one's writes.
+// settleDisk writes every dirty page to disk (sync(2)), empties the page
+// cache where it may (root: /proc/sys/vm/drop_caches), and then waits
+// pause, so that a server neither pays for the previous one's writes nor
+// finds memory in a different state than the first server of the run.
 func settleDisk(ctx context.Context, pause time.Duration) {
 	syscall.Sync()
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("1\n"), 0o200)
 	select {
 	case <-ctx.Done():
 	case <-time.After(pause):
