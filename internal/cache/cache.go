@@ -48,10 +48,12 @@
 // the inner store as the same ranged read and is not cached (a part FETCH
 // costs about the part's size).
 //
-// Writes. Put writes the inner store first (durability is the inner
-// store's), then keeps a local copy: from a second pass over r when r is
-// an io.Seeker (so the inner store can still retry), else from a tee of
-// the single pass. A failing local copy never fails Put; it only leaves
+// Writes. Put writes the inner store (durability is the inner store's)
+// and keeps a local copy: read with ReadAt while the inner store uploads
+// when r is an io.ReaderAt and an io.Seeker, from a second pass after the
+// upload when r is only an io.Seeker (so the inner store can still
+// retry), else from a tee of the single pass. The copy is installed only
+// once the inner Put succeeded, before Put returns. A failing local copy never fails Put; it only leaves
 // the object uncached. Delete deletes in the inner store, then locally.
 // Stat and List pass through (the metadata of objects written through the
 // cache is in the object file header, for a later local Stat).
@@ -407,6 +409,29 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	var tmp *osfile.Temp
 	var tee *safeWriter
 	body := r
+	// A reader with ReadAt (the spool's bytes.Reader or SectionReader)
+	// is copied locally while the inner store uploads it: ReadAt does not
+	// move the reader's position, and the local file's creation (the
+	// costly part) overlaps the upload instead of following it.
+	var local chan localCopy
+	if ra, ok := r.(io.ReaderAt); ok && start >= 0 {
+		local = make(chan localCopy, 1)
+		go func() {
+			t, err := c.createTemp(hdr)
+			if err == nil {
+				var n int64
+				n, err = io.Copy(t, io.NewSectionReader(ra, start, size))
+				if err == nil && n != size {
+					err = fmt.Errorf("local copy read %d bytes, want %d", n, size)
+				}
+				if err != nil {
+					t.Discard()
+					t = nil
+				}
+			}
+			local <- localCopy{t, err}
+		}()
+	}
 	if cacheIt && start < 0 {
 		var err error
 		if tmp, err = c.createTemp(hdr); err != nil {
@@ -421,6 +446,14 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, size int64, me
 			tmp.Discard()
 		}
 	}
+	if local != nil {
+		defer func() {
+			// The local copy is waited for on every path (it reads r).
+			if lc, ok := <-local; ok && lc.t != nil {
+				lc.t.Discard()
+			}
+		}()
+	}
 	if err := c.inner.Put(ctx, key, body, size, meta); err != nil {
 		abort()
 		c.drop(key) // the inner object may have changed (an ambiguous failure)
@@ -432,6 +465,10 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	}
 	var err error
 	switch {
+	case local != nil:
+		lc := <-local
+		close(local)
+		tmp, err = lc.t, lc.err
 	case start >= 0:
 		if tmp, err = c.createTemp(hdr); err == nil {
 			if _, err = rs.Seek(start, io.SeekStart); err == nil {
@@ -458,6 +495,12 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	}
 	c.install(key, tmp, int64(len(hdr)), size, false, nil)
 	return nil
+}
+
+// localCopy is the result of Put's concurrent local copy.
+type localCopy struct {
+	t   *osfile.Temp
+	err error
 }
 
 // safeWriter records the first write error instead of returning it, so a
