@@ -41,8 +41,10 @@ const (
 const procsPerCPU = 4
 
 // serveProcs sets GOMAXPROCS for serve to procsPerCPU times the
-// runtime's default, unless $GOMAXPROCS is set (the operator's choice
-// wins), and returns the value in effect.
+// runtime's default (the CPUs, or a container's CPU limit, at start; the
+// runtime no longer follows later changes of that limit), unless
+// $GOMAXPROCS is set (the operator's choice wins), and returns the value
+// in effect.
 func serveProcs() int {
 	n := runtime.GOMAXPROCS(0)
 	if os.Getenv("GOMAXPROCS") != "" {

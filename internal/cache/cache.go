@@ -221,6 +221,11 @@ type Cache struct {
 	fills     map[string]*fill
 	keyLocks  map[string]*keyLock
 	dirty     bool
+	// listed holds the names in the last state file written: a file
+	// installed under such a name again (evicted and cached anew within a
+	// flush interval) is fsynced, since after a machine crash load keeps
+	// a listed name whose size matches (see state.go).
+	listed map[string]struct{}
 
 	stop      chan struct{}
 	stopped   chan struct{}
@@ -536,19 +541,22 @@ func (c *Cache) createTemp(hdr []byte) (*osfile.Temp, error) {
 
 // install makes tmp (header of hdrLen bytes, then size bytes) the cached
 // copy of key, evicting to make room, and closes it. Where the boot id is
-// unknown it fsyncs tmp first; else Flush syncs it before the state file
-// lists it. fromRead marks a read-through fill (its read counts as the
+// unknown, or the name is in the last state file written, it fsyncs tmp
+// first; else Flush syncs it before the state file lists it. fromRead marks a read-through fill (its read counts as the
 // object's first read); f, if not nil, is that fill, and is not installed
 // when stale. install always consumes tmp.
 func (c *Cache) install(key string, tmp *osfile.Temp, hdrLen, size int64, fromRead bool, f *fill) {
-	if c.bootID == "" {
+	name := objName(key)
+	c.mu.Lock()
+	_, listed := c.listed[name]
+	c.mu.Unlock()
+	if c.bootID == "" || listed {
 		if err := tmp.Sync(); err != nil {
 			c.log.Debug("cache: install", "key", key, "err", err)
 			tmp.Discard()
 			return
 		}
 	}
-	name := objName(key)
 	path := c.objPath(name)
 	disk := hdrLen + size
 

@@ -38,7 +38,10 @@ import (
 // cut. Open records the boot id in the file "boot"; when the next Open
 // finds another boot id there (the machine restarted since), it deletes
 // every object file that the state does not list with its exact size
-// instead of rescanning it. Where the boot id is unknown each installed
+// instead of rescanning it. A name that the last state file lists and
+// that is installed again (evicted and cached anew before the next
+// write) is fsynced at install, so a listed name never holds unsynced
+// bytes of the same size. Where the boot id is unknown each installed
 // file is fsynced. On the same boot, or where the boot id is unknown, a
 // lost or unreadable state file costs the counters only: Open rescans
 // the object files.
@@ -138,6 +141,10 @@ func (c *Cache) load(ctx context.Context) error {
 		rescanOK = strings.TrimSpace(string(last)) == c.bootID
 	}
 	dropped := 0
+	c.listed = make(map[string]struct{}, len(st.entries))
+	for name := range st.entries {
+		c.listed[name] = struct{}{}
+	}
 	c.tick, c.epoch, c.ageCount = st.tick, st.epoch, st.ageCount
 	c.hits, c.misses, c.evictions = st.hits, st.misses, st.evictions
 
@@ -244,6 +251,10 @@ func (c *Cache) Flush() error {
 		fmt.Fprintf(&b, "%s %d %d %d %d %d %d %d %s\n",
 			e.name, e.reads, e.score, e.epoch, e.tick, e.lastAccess.UnixNano(), e.disk, e.body, e.key)
 	}
+	names := make(map[string]struct{}, c.lru.Len())
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		names[el.Value.(*entry).name] = struct{}{}
+	}
 	c.dirty = false
 	c.mu.Unlock()
 
@@ -254,6 +265,11 @@ func (c *Cache) Flush() error {
 	}
 	if err == nil {
 		err = writeFileAtomic(filepath.Join(c.cfg.Dir, stateFile), b.Bytes())
+	}
+	if err == nil {
+		c.mu.Lock()
+		c.listed = names
+		c.mu.Unlock()
 	}
 	if err != nil {
 		c.mu.Lock()

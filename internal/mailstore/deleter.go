@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Background deletes.
@@ -14,10 +15,12 @@ import (
 // that no index row points at: a crash leaves it for fsck, as a failed
 // delete always did. A full queue (more than delQueue batches waiting)
 // makes the caller delete its own objects, so a burst cannot grow memory
-// without bound. Close waits for the queue to drain.
+// without bound. Close waits for the queue to drain (up to
+// closeDeletesWait).
 const (
-	deleteWorkers = 2
-	delQueue      = 1024
+	deleteWorkers    = 2
+	delQueue         = 1024
+	closeDeletesWait = 10 * time.Second
 )
 
 type deleter struct {
@@ -70,16 +73,33 @@ func (s *Store) deleteLater(keys []string) {
 // delete failed and was logged).
 func (s *Store) waitDeletes() { s.del.pending.Wait() }
 
-// closeDeleter drains the queue and stops the workers; later deletes run
-// in the caller.
+// closeDeleter drains the queue, waiting up to closeDeletesWait (a
+// stalled bucket must not hold the shutdown; what is left are orphans for
+// fsck), and stops the workers; later deletes run in the caller. A second
+// call does nothing.
 func (s *Store) closeDeleter() {
 	d := &s.del
 	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
 	d.closed = true
 	started := d.started
 	d.mu.Unlock()
-	if started {
-		close(d.q)
+	if !started {
+		return
+	}
+	close(d.q)
+	done := make(chan struct{})
+	go func() {
 		d.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeDeletesWait):
+		s.log.Warn("mailstore: close: objects of expunged messages still being deleted; the rest are left for fsck",
+			"waited", closeDeletesWait)
 	}
 }

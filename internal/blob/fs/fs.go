@@ -18,8 +18,11 @@
 // unnamed O_TMPFILE inode, which a crash frees by itself), fsyncs it,
 // gives it the object's name (link(2), or rename(2) over an existing
 // object) and fsyncs the directory (and every directory it had to
-// create), so a successful Put survives a crash and a failed one leaves
-// no object (at most a named temporary file, where O_TMPFILE is missing). Readers that opened the old file keep reading it whole.
+// create), so a successful Put survives a crash. A crash during Put
+// leaves no object (at most a named temporary file, where O_TMPFILE is
+// missing or an existing object was being replaced); a Put that fails
+// after the link (closing the file or the directory fsync failed) may
+// leave the object in place while returning the error. Readers that opened the old file keep reading it whole.
 // Delete removes the object file and then any directories left empty.
 package fs
 
@@ -256,16 +259,21 @@ func (s *Store) createTemp(dir string) (*osfile.Temp, error) {
 
 // publish gives the written, fsynced temporary file the object's name.
 // An unnamed inode leaves its directory empty, so a concurrent Delete may
-// remove the directory meanwhile: it is made again.
+// remove the directory meanwhile: it is made again, up to 10 times; then
+// the last link error is returned (never nil without a link).
 func (s *Store) publish(t *osfile.Temp, dir, path string) error {
-	var err error
+	err := t.Link(path)
 	for range 10 {
-		if err = t.Link(path); !errors.Is(err, iofs.ErrNotExist) {
+		if !errors.Is(err, iofs.ErrNotExist) {
 			break
 		}
-		if err = s.mkdirs(dir); err != nil {
+		// A Delete may also remove a parent between mkdirs' stat and
+		// its mkdir: that too is retried.
+		if merr := s.mkdirs(dir); merr != nil && !errors.Is(merr, iofs.ErrNotExist) {
+			err = merr
 			break
 		}
+		err = t.Link(path)
 	}
 	if cerr := t.Close(); err == nil {
 		err = cerr

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bucketmail/bucketmail/internal/blob"
 	"github.com/bucketmail/bucketmail/internal/blob/blobtest"
+	"github.com/bucketmail/bucketmail/internal/osfile"
 )
 
 // newStore returns a store in a fresh directory and checks, when the
@@ -295,4 +296,30 @@ func BenchmarkPutParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPublishGivesUp: when the object's directory keeps being missing
+// (here a dangling symlink, which mkdirs takes for an existing entry),
+// publish returns the link error after its retries, never success
+// without an object.
+func TestPublishGivesUp(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		t.Run(fmt.Sprintf("named=%v", named), func(t *testing.T) {
+			s := newStore(t).(*Store)
+			s.named.Store(named)
+			dir := filepath.Join(s.Root(), "acct")
+			if err := os.Symlink(filepath.Join(t.TempDir(), "gone"), dir); err != nil {
+				t.Fatal(err)
+			}
+			tmp, err := osfile.CreateTemp(s.Root(), tmpPrefix, &s.named)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tmp.Discard()
+			err = s.publish(tmp, dir, filepath.Join(dir, "obj#"))
+			if !errors.Is(err, iofs.ErrNotExist) {
+				t.Fatalf("publish into a vanished directory = %v, want ErrNotExist", err)
+			}
+		})
+	}
 }
