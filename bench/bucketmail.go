@@ -272,7 +272,7 @@ func (b *bucketmail) Stop(ctx context.Context) error {
 	if b.logFile != nil {
 		b.logFile.Close()
 	}
-	os.RemoveAll(b.dir)
+	removeLater(b.dir)
 	return err
 }
 

@@ -275,8 +275,8 @@ func (d *dovecot) logTail() string {
 // Stop stops the master and removes the temp dirs.
 func (d *dovecot) Stop(ctx context.Context) error {
 	err := d.stopMaster()
-	os.RemoveAll(d.runDir)
-	os.RemoveAll(d.dir)
+	removeLater(d.runDir)
+	removeLater(d.dir)
 	return err
 }
 

@@ -45,6 +45,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	env.Big = "big@bench.test"
 	env.Users = append(env.Users, env.Big)
 	defer env.removeBinary()
+	defer removeAllLater()
 	var err error
 	if env.Hash, err = password.HashScheme(o.AuthScheme, env.Password); err != nil {
 		return nil, err
@@ -375,7 +376,7 @@ func firstLine(err error) string {
 func describeRun(o Options, env *runEnv, corpusN, bigN int) []string {
 	sz := o.Sizes
 	return []string{
-		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other; the idle connections only in the first; before each server starts, sync(2), the page cache dropped (as root) and a pause of %s, so that it does not pay for the previous server's dirty pages)", max(o.Rounds, 1), o.Sizes.Settle),
+		fmt.Sprintf("best of %d round(s) per value (each round runs the servers one after the other; the idle connections only in the first; before each server starts, sync(2), the page cache dropped (as root) and a pause of %s, so that it does not pay for the previous server's dirty pages; server data is removed at the end of the run, since removing it between servers slowed the next one's file creation)", max(o.Rounds, 1), o.Sizes.Settle),
 		fmt.Sprintf("sizes %q: %d users; LMTP %d messages (1 sender) and %d (8 senders) from %d corpus messages (shared/corpus/real, CRLF); large mailbox %d messages, median of %d download passes; mixed IMAP %d connections for %v, %d cycles per login; %d idle connections",
 			sz.Name, sz.Users, sz.LMTP1Messages, sz.LMTP8Messages, corpusN, bigN, sz.Downloads, sz.MixedWorkers, sz.MixedDuration, sz.MixedCycles, sz.IdleConns),
 		fmt.Sprintf("passwords: every user's hash is %s in both servers (bucketmail's user add makes ARGON2ID; -auth-scheme changes it)", strings.SplitN(env.Hash, "}", 2)[0]+"}"),

@@ -173,7 +173,7 @@ func (g *versitygw) Stop() {
 			<-g.done
 		}
 	}
-	os.RemoveAll(g.dir)
+	removeLater(g.dir)
 }
 
 // bucketmailS3 is `bucketmail serve` in S3 mode against a versitygw.

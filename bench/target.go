@@ -225,3 +225,31 @@ func treePSS(pid int) (int64, error) {
 	}
 	return sum, nil
 }
+
+// Server data is removed at the end of the run, not when a server stops:
+// on a filesystem like this VM's (ext4 without a journal), the inode
+// allocator skips inodes freed in the last 60-300 s, so removing one
+// server's tens of thousands of files made the next server's file
+// creation slower (bench/RESULTS.md).
+var removals struct {
+	mu   sync.Mutex
+	dirs []string
+}
+
+// removeLater schedules dir for removal by removeAllLater.
+func removeLater(dir string) {
+	removals.mu.Lock()
+	defer removals.mu.Unlock()
+	removals.dirs = append(removals.dirs, dir)
+}
+
+// removeAllLater removes the directories of stopped servers.
+func removeAllLater() {
+	removals.mu.Lock()
+	dirs := removals.dirs
+	removals.dirs = nil
+	removals.mu.Unlock()
+	for _, d := range dirs {
+		os.RemoveAll(d)
+	}
+}
