@@ -51,26 +51,13 @@ func TestClusterReindex(t *testing.T) {
 	c.AddUser(t, acct, pw)
 	A, B := c.Nodes[0], c.Nodes[1]
 
-	var wg sync.WaitGroup
-	for w := range 6 {
-		node := c.Nodes[w%3]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lc, err := e2e.DialLMTP(node.LMTPAddr)
-			if err != nil {
-				t.Errorf("%s: %v", node.Name, err)
-				return
+	clSenders(t, 6, func(w int) *cluster.Node { return c.Nodes[w%3] }, func(w int, node *cluster.Node, lc *e2e.LMTPClient) {
+		for i := range 15 {
+			if err := lc.Deliver1(sender, acct, clMessage(fmt.Sprintf("rx%d-%02d", w, i), 1000+100*i)); err != nil {
+				t.Errorf("%s: LMTP: %v", node.Name, err)
 			}
-			defer lc.Close()
-			for i := range 15 {
-				if err := lc.Deliver1(sender, acct, clMessage(fmt.Sprintf("rx%d-%02d", w, i), 1000+100*i)); err != nil {
-					t.Errorf("%s: LMTP: %v", node.Name, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+		}
+	})()
 	overtaken := 0
 	for _, n := range c.Nodes {
 		overtaken += strings.Count(n.Log(), "UID reservation overtaken")
@@ -164,7 +151,6 @@ func TestClusterReindexAfterKill(t *testing.T) {
 	A, B := c.Nodes[0], c.Nodes[1]
 
 	var (
-		wg      sync.WaitGroup
 		mu      sync.Mutex
 		ackedA  int
 		kill    = make(chan struct{})
@@ -177,36 +163,24 @@ func TestClusterReindexAfterKill(t *testing.T) {
 		killErr = A.Kill()
 		close(killed)
 	}()
-	for w := range 6 {
-		node := c.Nodes[w%3]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lc, err := e2e.DialLMTP(node.LMTPAddr)
-			if err != nil {
-				t.Errorf("%s: %v", node.Name, err)
-				return
-			}
-			defer lc.Close()
-			for i := range 20 {
-				err := lc.Deliver1(sender, acct, clMessage(fmt.Sprintf("rk%d-%02d", w, i), 1000+100*i))
-				if node == A {
-					if err != nil {
-						return // killed
-					}
-					mu.Lock()
-					ackedA++
-					if ackedA == 12 {
-						once.Do(func() { close(kill) })
-					}
-					mu.Unlock()
-				} else if err != nil {
-					t.Errorf("%s: LMTP: %v", node.Name, err)
+	clSenders(t, 6, func(w int) *cluster.Node { return c.Nodes[w%3] }, func(w int, node *cluster.Node, lc *e2e.LMTPClient) {
+		for i := range 20 {
+			err := lc.Deliver1(sender, acct, clMessage(fmt.Sprintf("rk%d-%02d", w, i), 1000+100*i))
+			if node == A {
+				if err != nil {
+					return // killed
 				}
+				mu.Lock()
+				ackedA++
+				if ackedA == 12 {
+					once.Do(func() { close(kill) })
+				}
+				mu.Unlock()
+			} else if err != nil {
+				t.Errorf("%s: LMTP: %v", node.Name, err)
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})()
 	once.Do(func() { close(kill) })
 	<-killed
 	if killErr != nil {

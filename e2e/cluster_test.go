@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +45,30 @@ func clRequireShared(t *testing.T, c *cluster.Cluster) {
 	if n == "0" {
 		e2e.SkipOrFail(t, "serve --metadb postgres:// created no tables in PostgreSQL: the metadata store is not wired for clusters yet (issue 6)")
 	}
+}
+
+// clSenders starts workers LMTP senders at once, worker w on node(w),
+// each on its own connection (a failed dial is a test error), runs
+// send(w, node, connection) in each and returns a func that waits for
+// them all.
+func clSenders(t *testing.T, workers int, node func(w int) *cluster.Node,
+	send func(w int, n *cluster.Node, lc *e2e.LMTPClient)) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		n := node(w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc, err := e2e.DialLMTP(n.LMTPAddr)
+			if err != nil {
+				t.Errorf("%s: %v", n.Name, err)
+				return
+			}
+			defer lc.Close()
+			send(w, n, lc)
+		}()
+	}
+	return wg.Wait
 }
 
 // clMessage returns a message of about size octets (at least the header)

@@ -27,7 +27,6 @@ func TestClusterUserDelDuringDeliveries(t *testing.T) {
 	c.AddUser(t, acct, pw)
 	A := c.Nodes[0]
 	var (
-		wg       sync.WaitGroup
 		accepted atomic.Int32
 		refused  atomic.Int32
 		stop     atomic.Bool
@@ -35,33 +34,22 @@ func TestClusterUserDelDuringDeliveries(t *testing.T) {
 		afterDel []string
 		deleted  atomic.Bool
 	)
-	for w := range 4 {
-		node := c.Nodes[1+w%2]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lc, err := e2e.DialLMTP(node.LMTPAddr)
-			if err != nil {
-				t.Errorf("%s: %v", node.Name, err)
-				return
-			}
-			defer lc.Close()
-			for i := 0; !stop.Load() && i < 400; i++ {
-				started := deleted.Load()
-				err := lc.Deliver1(sender, acct, clMessage(fmt.Sprintf("gone%d-%03d", w, i), 20000))
-				if err == nil {
-					accepted.Add(1)
-					if started {
-						mu.Lock()
-						afterDel = append(afterDel, fmt.Sprintf("%s: gone%d-%03d", node.Name, w, i))
-						mu.Unlock()
-					}
-				} else {
-					refused.Add(1)
+	waitSenders := clSenders(t, 4, func(w int) *cluster.Node { return c.Nodes[1+w%2] }, func(w int, node *cluster.Node, lc *e2e.LMTPClient) {
+		for i := 0; !stop.Load() && i < 400; i++ {
+			started := deleted.Load()
+			err := lc.Deliver1(sender, acct, clMessage(fmt.Sprintf("gone%d-%03d", w, i), 20000))
+			if err == nil {
+				accepted.Add(1)
+				if started {
+					mu.Lock()
+					afterDel = append(afterDel, fmt.Sprintf("%s: gone%d-%03d", node.Name, w, i))
+					mu.Unlock()
 				}
+			} else {
+				refused.Add(1)
 			}
-		}()
-	}
+		}
+	})
 	// objects lists the bucket's keys (versitygw's posix directory)
 	// under the account's prefix.
 	objects := func() []string {
@@ -90,7 +78,7 @@ func TestClusterUserDelDuringDeliveries(t *testing.T) {
 	t.Logf("user del: %s", out)
 	time.Sleep(1500 * time.Millisecond)
 	stop.Store(true)
-	wg.Wait()
+	waitSenders()
 	t.Logf("deliveries: %d accepted, %d refused", accepted.Load(), refused.Load())
 	if refused.Load() == 0 {
 		t.Errorf("no delivery was refused after user del")
